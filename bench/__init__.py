@@ -1,0 +1,1 @@
+"""The harness: host setup, runs of platform × scenario cells, results storage, statistics, CLI."""

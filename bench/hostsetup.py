@@ -1,0 +1,168 @@
+"""Prepare the host: Debian packages, and a libvirt daemon that runs without systemd.
+
+Standard library only, so that the noxfile can call it before any virtualenv exists (libvirt-python
+compiles against libvirt-dev, which this installs). Idempotent and quiet when all is in place.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Debian package -> a file that proves it is installed (checked before asking apt anything).
+PACKAGES: dict[str, str] = {
+    "qemu-system-x86": "/usr/bin/qemu-system-x86_64",
+    "qemu-utils": "/usr/bin/qemu-img",
+    "libvirt-daemon": "/usr/sbin/libvirtd",
+    "libvirt-daemon-driver-qemu": "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so",
+    "libvirt-clients": "/usr/bin/virsh",
+    "libvirt-dev": "/usr/include/libvirt/libvirt.h",
+    "pkg-config": "/usr/bin/pkg-config",
+    "gcc": "/usr/bin/gcc",
+    "python3-dev": "/usr/include/python3.11/Python.h",
+    "debootstrap": "/usr/sbin/debootstrap",
+    "e2fsprogs": "/sbin/mkfs.ext4",
+    "kmod": "/sbin/modprobe",
+    "iproute2": "/sbin/ip",
+    "fio": "/usr/bin/fio",
+    "iperf3": "/usr/bin/iperf3",
+    "stress-ng": "/usr/bin/stress-ng",
+    "sysbench": "/usr/bin/sysbench",
+    "sockperf": "/usr/bin/sockperf",
+    "crun": "/usr/bin/crun",
+    "runc": "/usr/sbin/runc",
+    "hyperfine": "/usr/bin/hyperfine",
+    "libxml2-utils": "/usr/bin/xmllint",
+    "xz-utils": "/usr/bin/xz",
+}
+
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+QEMU_CONF_SETTINGS = {"user": '"root"', "group": '"root"', "security_driver": '"none"'}
+
+Say = Callable[[str], None]
+
+
+class SetupError(Exception):
+    """One readable line saying what the host lacks."""
+
+
+def missing_packages() -> list[str]:
+    return [pkg for pkg, proof in PACKAGES.items() if not Path(proof).exists()]
+
+
+def install_packages(say: Say) -> None:
+    missing = missing_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SetupError(f"isolab setup needs root to install: {' '.join(missing)}")
+    if shutil.which("apt-get") is None:
+        raise SetupError(f"isolab setup needs apt-get (Debian 12) to install: {' '.join(missing)}")
+    say(f"installing Debian packages: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-q"], env)
+    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env)
+    still = missing_packages()
+    if still:
+        raise SetupError(f"apt-get finished but these are still missing: {' '.join(still)}")
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise SetupError(f"{' '.join(argv[:3])} failed (exit {proc.returncode}): {tail}")
+
+
+def configure_libvirt(say: Say) -> None:
+    """Make libvirtd runnable without systemd: log dir, libvirt-qemu user/group, qemu.conf."""
+    Path("/var/log/libvirt/qemu").mkdir(parents=True, exist_ok=True)
+    Path("/var/lib/libvirt/images").mkdir(parents=True, exist_ok=True)
+    try:
+        grp.getgrnam("libvirt-qemu")
+    except KeyError:
+        _run(["groupadd", "--system", "libvirt-qemu"])
+    try:
+        pwd.getpwnam("libvirt-qemu")
+    except KeyError:
+        _run(["useradd", "--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
+    text = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
+    changed = text
+    for key, value in QEMU_CONF_SETTINGS.items():
+        line = f"{key} = {value}"
+        pattern = re.compile(rf"^\s*#?\s*{key}\s*=.*$", re.M)
+        if re.search(rf"^{re.escape(line)}$", changed, re.M):
+            continue
+        changed = pattern.sub(line, changed, count=1) if pattern.search(changed) else changed + f"\n{line}\n"
+    if changed != text:
+        say(f"configuring {QEMU_CONF} (user/group root, security_driver none)")
+        QEMU_CONF.parent.mkdir(parents=True, exist_ok=True)
+        QEMU_CONF.write_text(changed)
+        _restart_libvirtd_if_running(say)
+
+
+def _pids_of(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _restart_libvirtd_if_running(say: Say) -> None:
+    for pid in _pids_of("libvirtd"):
+        say("restarting libvirtd to apply qemu.conf")
+        os.kill(pid, 15)
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+
+
+def libvirtd_answers() -> bool:
+    proc = subprocess.run(["virsh", "-c", "qemu:///system", "uri"], capture_output=True, text=True, timeout=20)
+    return proc.returncode == 0
+
+
+def start_daemons(say: Say) -> None:
+    if not _pids_of("virtlogd"):
+        say("starting virtlogd")
+        _run(["virtlogd", "-d"])
+    if not _pids_of("libvirtd"):
+        say("starting libvirtd")
+        _run(["libvirtd", "-d"])
+    for _ in range(100):
+        if libvirtd_answers():
+            return
+        time.sleep(0.1)
+    raise SetupError("libvirtd started but qemu:///system does not answer (see /var/log/libvirt)")
+
+
+def ensure_host(say: Say = print) -> None:
+    """Install and start everything isolab needs; silent when nothing is to be done."""
+    install_packages(say)
+    if os.geteuid() != 0:
+        raise SetupError("isolab needs root: namespaces, cgroups, mounts and qemu:///system")
+    configure_libvirt(say)
+    start_daemons(say)
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        ensure_host(lambda msg: print(f"isolab setup: {msg}", flush=True))
+    except SetupError as exc:
+        print(f"isolab setup: error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,105 @@
+"""Thin ctypes wrappers for the syscalls Python's standard library lacks.
+
+Only mount, umount2, unshare, setns and pivot_root live here. Each failure raises OSError whose
+message names the syscall and the path, e.g. "mount(overlay -> /run/isolab/ct-1/root): No such device".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# mount flags (linux/mount.h)
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_STRICTATIME = 0x1000000
+
+# umount2 flags
+MNT_DETACH = 0x2
+
+# clone/unshare flags (linux/sched.h)
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+
+_SYS_PIVOT_ROOT = 155  # x86_64
+
+
+def _b(value: str | os.PathLike[str] | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def _fail(call: str) -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, f"{call}: {os.strerror(err)}")
+
+
+def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None = None,
+          flags: int = 0, data: str | None = None) -> None:
+    if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        raise _fail(f"mount({source or fstype} -> {os.fspath(target)})")
+
+
+def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
+    if _libc.umount2(_b(target), flags) != 0:
+        raise _fail(f"umount2({os.fspath(target)})")
+
+
+def unshare(flags: int) -> None:
+    if _libc.unshare(flags) != 0:
+        raise _fail(f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        raise _fail(f"setns(fd {fd}, {nstype:#x})")
+
+
+def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]) -> None:
+    if _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)) != 0:
+        raise _fail(f"pivot_root({os.fspath(new_root)}, {os.fspath(put_old)})")
+
+
+def mounts_under(prefix: str | os.PathLike[str]) -> list[str]:
+    """Mount points at or below `prefix`, deepest first (the order to unmount them in)."""
+    root = os.fspath(prefix).rstrip("/")
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        for line in info:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def detach_all_under(prefix: str | os.PathLike[str]) -> list[str]:
+    """Lazily unmount every mount at or below `prefix`; returns what was unmounted."""
+    done = []
+    for point in mounts_under(prefix):
+        try:
+            umount2(point, MNT_DETACH)
+            done.append(point)
+        except OSError:
+            continue  # already gone with a parent's detach
+    return done

@@ -1,0 +1,145 @@
+"""The native baseline: commands run chrooted into the shared rootfs, with no namespaces and no limits.
+
+The instance root is a read-only bind mount of the image (so a workload cannot alter the cache),
+with /proc, /sys and /dev from the host and a writable /tmp bind-mounted from a per-instance
+directory on the host's disk (`scratch_dir`), so disk workloads hit the host filesystem directly.
+Everything lives under /run/isolab/<id>/ and is detached on destroy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.errors import ExecTimeout, InstanceError
+from runtime.image.store import Image
+from runtime.linux import syscalls as sc
+from runtime.naming import STATE_ROOT, SCRATCH_ROOT, new_instance_id, scratch_dir, state_dir
+from runtime.platform import Instance, Platform, StartPhases
+from runtime.spec import ExecResult, InstanceSpec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class NativeInstance(Instance):
+    platform = "native"
+
+    def __init__(self, image: Image, spec: InstanceSpec) -> None:
+        self.image = image
+        self.spec = spec
+        self.instance_id = new_instance_id("nat")
+        self.state = state_dir(self.instance_id)
+        self.root = self.state / "root"
+        self.scratch = scratch_dir(self.instance_id)
+        self.start_phases = StartPhases()
+        self._destroyed = False
+
+    def start(self) -> None:
+        try:
+            self.root.mkdir(parents=True)
+            self.scratch.mkdir(parents=True)
+            self.scratch.chmod(0o1777)
+            sc.mount(str(self.image.rootfs), self.root, None, sc.MS_BIND)
+            sc.mount(None, self.root, None, sc.MS_PRIVATE)
+            sc.mount(None, self.root, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+            sc.mount("/proc", self.root / "proc", None, sc.MS_BIND | sc.MS_REC)
+            sc.mount("/sys", self.root / "sys", None, sc.MS_BIND | sc.MS_REC)
+            sc.mount("/dev", self.root / "dev", None, sc.MS_BIND | sc.MS_REC)
+            sc.mount(str(self.scratch), self.root / "tmp", None, sc.MS_BIND)
+            self.start_phases.lap("mounts")
+        except OSError as exc:
+            self.destroy()
+            raise InstanceError(f"native: cannot prepare {self.root}: {exc}") from exc
+
+    def _chroot(self) -> None:
+        os.chroot(self.root)
+        os.chdir("/")
+
+    def exec(self, argv: Sequence[str], timeout: float = 600.0,
+             env: dict[str, str] | None = None) -> ExecResult:
+        if self._destroyed:
+            raise InstanceError(f"native {self.instance_id}: exec after destroy")
+        environment = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **self.spec.env, **(env or {})}
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=environment,
+                                  preexec_fn=self._chroot, errors="replace")
+        except subprocess.TimeoutExpired as exc:
+            raise ExecTimeout(f"native {self.instance_id}: {argv[0]} did not finish in {timeout:.0f} s") from exc
+        except FileNotFoundError as exc:
+            return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
+                              time.perf_counter() - started)
+        return ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started)
+
+    def _host_path(self, inside: str) -> Path:
+        inside = inside.lstrip("/")
+        if inside == "tmp" or inside.startswith("tmp/"):
+            return self.scratch / inside[4:]
+        raise InstanceError(f"native {self.instance_id}: only /tmp is writable, not /{inside}")
+
+    def put_file(self, local: Path, remote: str) -> None:
+        shutil.copyfile(local, self._host_path(remote))
+
+    def get_file(self, remote: str, local: Path) -> None:
+        if remote.startswith("/tmp"):
+            shutil.copyfile(self._host_path(remote), local)
+        else:
+            shutil.copyfile(self.image.rootfs / remote.lstrip("/"), local)
+
+    def ignored_limits(self) -> dict[str, object]:
+        return self.spec.limits()
+
+    def disk_usage_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.scratch.rglob("*") if p.is_file()) if self.scratch.exists() else 0
+
+    def metadata(self) -> dict[str, object]:
+        ignored = self.ignored_limits()
+        return {"limits_ignored": sorted(ignored)} if ignored else {}
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        sc.detach_all_under(self.state)
+        shutil.rmtree(self.state, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class NativePlatform(Platform):
+    name = "native"
+
+    def __init__(self, image: Image | None = None, **_options: object) -> None:
+        self.image = image
+
+    def check_available(self) -> None:
+        if os.geteuid() != 0:
+            from runtime.errors import PlatformUnavailable
+
+            raise PlatformUnavailable("native: needs root (chroot and bind mounts)")
+
+    def create(self, spec: InstanceSpec) -> NativeInstance:
+        if self.image is None:
+            raise InstanceError("native: no image given")
+        instance = NativeInstance(self.image, spec)
+        instance.start()
+        return instance
+
+    def environment(self) -> dict[str, object]:
+        return {"isolation": "chroot only: no namespaces, no cgroup limits"}
+
+    def cleanup_leftovers(self) -> list[str]:
+        removed = []
+        if STATE_ROOT.is_dir():
+            for state in STATE_ROOT.glob("nat-*"):
+                removed += sc.detach_all_under(state)
+                shutil.rmtree(state, ignore_errors=True)
+                removed.append(str(state))
+        if SCRATCH_ROOT.is_dir():
+            for scratch in SCRATCH_ROOT.glob("nat-*"):
+                shutil.rmtree(scratch, ignore_errors=True)
+                removed.append(str(scratch))
+        return removed
