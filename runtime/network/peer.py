@@ -1,0 +1,144 @@
+"""The traffic peer: a network namespace of its own on the suite's bridge, running the image's tools.
+
+Commands run inside the netns and chrooted into the image rootfs (a read-only bind in a private mount
+namespace, with /proc, /dev and a tmpfs /tmp), so the peer uses the same iperf3/netperf binaries as
+the instance under test. Everything (netns, veth, address) goes away on `destroy`/context exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from runtime.errors import ExecTimeout, InstanceError
+from runtime.linux import syscalls as sc
+from runtime.naming import link_name, new_instance_id
+from runtime.network.bridge import Bridge, allocate_address, release_address
+from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link
+from runtime.spec import ExecResult
+
+NETNS_DIR = Path("/run/netns")
+PEER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _rootfs_of(image: Any) -> Path:
+    return Path(getattr(image, "rootfs", image))
+
+
+class PeerNamespace:
+    """A netns `isl…` with one veth on `bridge` and an address; commands run chrooted into the image."""
+
+    def __init__(self, bridge: Bridge, image: Any) -> None:
+        self.bridge = bridge
+        self.rootfs = _rootfs_of(image)
+        self.peer_id = new_instance_id("peer")
+        self.netns = link_name(self.peer_id)
+        self.host_link = link_name(self.peer_id, "h")
+        self.address: str | None = None
+        self._procs: list[subprocess.Popen[Any]] = []
+        self._created = False
+        self._start()
+
+    def _start(self) -> None:
+        from pyroute2 import IPRoute, netns
+
+        if not (self.rootfs / "bin").exists():
+            raise InstanceError(f"peer: image rootfs {self.rootfs} does not exist")
+        try:
+            netns.create(self.netns)
+            self._created = True
+            self.address = allocate_address(self.bridge, owner=self.peer_id)
+            fd = os.open(NETNS_DIR / self.netns, os.O_RDONLY)
+            try:
+                with IPRoute() as ipr:
+                    add_veth_to_bridge(ipr, self.host_link, link_name(self.peer_id, "p"), self.bridge.name,
+                                       peer_netns_fd=fd)
+            finally:
+                os.close(fd)
+            with IPRoute(netns=self.netns) as ipr:
+                configure_inside(ipr, link_name(self.peer_id, "p"), "eth0", self.address,
+                                 self.bridge.prefixlen, None)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _enter(self) -> None:
+        """preexec: join the netns, private mount ns, read-only view of the image, chroot."""
+        fd = os.open(NETNS_DIR / self.netns, os.O_RDONLY)
+        sc.setns(fd, sc.CLONE_NEWNET)
+        os.close(fd)
+        sc.unshare(sc.CLONE_NEWNS)
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        root = str(self.rootfs)
+        sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
+        sc.mount(None, root, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+        sc.mount("proc", f"{root}/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+        sc.mount("/dev", f"{root}/dev", None, sc.MS_BIND | sc.MS_REC)
+        sc.mount("tmpfs", f"{root}/tmp", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777")
+        os.chroot(root)
+        os.chdir("/")
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start argv in the peer (stdout/stderr piped as text unless overridden); destroy() kills it."""
+        if not self._created:
+            raise InstanceError(f"peer {self.netns}: used after destroy")
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("env", {"PATH": PEER_PATH, "HOME": "/root", "LANG": "C.UTF-8"})
+        proc = subprocess.Popen(list(argv), preexec_fn=self._enter, **kwargs)
+        self._procs.append(proc)
+        return proc
+
+    def run(self, argv: Sequence[str], timeout: float = 600.0) -> ExecResult:
+        """Run argv in the peer and wait for it; 127 if the command is not in the image."""
+        started = time.perf_counter()
+        try:
+            proc = self.popen(argv, errors="replace")
+        except FileNotFoundError:
+            return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
+                              time.perf_counter() - started)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise ExecTimeout(f"peer {self.netns}: {argv[0]} did not finish in {timeout:.0f} s") from exc
+        return ExecResult(tuple(argv), proc.returncode, out, err, time.perf_counter() - started)
+
+    def destroy(self) -> None:
+        """Kill the peer's processes, remove the netns (its veth goes with it) and release the address."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            try:
+                proc.communicate(timeout=5)
+            except (subprocess.TimeoutExpired, ValueError, OSError):
+                pass
+        self._procs.clear()
+        from pyroute2 import IPRoute, netns
+
+        if self._created:
+            try:
+                netns.remove(self.netns)
+            except OSError:
+                pass
+            self._created = False
+        with IPRoute() as ipr:
+            delete_link(ipr, self.host_link)
+        if self.address:
+            release_address(self.bridge, self.address)
+            self.address = None
+
+    def __enter__(self) -> PeerNamespace:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.destroy()
