@@ -107,7 +107,8 @@ def _build_into(target: Path, recipe: Recipe, progress: Progress) -> dict[str, o
     started = time.monotonic()
     rootfs = target / "rootfs"
     mirror = host_mirror()
-    progress(f"debootstrap {recipe.suite} ({recipe.variant}, {len(recipe.packages)} extra packages) from {mirror}")
+    progress(f"debootstrap {recipe.suite} ({recipe.variant}, {len(recipe.packages)} extra packages) "
+             f"from {mirror}")
     _run(["debootstrap", f"--variant={recipe.variant}", f"--components={','.join(recipe.components)}",
           f"--include={','.join(recipe.packages)}", recipe.suite, str(rootfs), mirror],
          "debootstrap", progress)
@@ -205,7 +206,9 @@ def build_initramfs(rootfs: Path, modules: list[Path], out: Path) -> None:
 
 INITRAMFS_INIT = """#!/bin/sh
 # isolab initramfs: load virtio + ext4, mount the root disk, hand over to its init.
+# Marker on ttyS0: ISOLAB-INITRAMFS (the kernel has booted and run its first userspace program).
 mount -t devtmpfs devtmpfs /dev
+echo ISOLAB-INITRAMFS > /dev/ttyS0
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 for m in @MODULES@; do insmod /lib/modules/$m 2>/dev/null; done
@@ -226,13 +229,14 @@ exec switch_root /newroot /sbin/isolab-init
 
 
 def _tree_size_mib(path: Path) -> int:
-    out = subprocess.run(["du", "-sm", "--apparent-size", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(["du", "-sm", "--apparent-size", str(path)], capture_output=True, text=True,
+                         check=True)
     return int(out.stdout.split()[0])
 
 
 def _package_versions(rootfs: Path) -> dict[str, str]:
-    out = subprocess.run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}\t${Version}\n"],
-                         capture_output=True, text=True)
+    out = subprocess.run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W",
+                          "-f", "${Package}\t${Version}\n"], capture_output=True, text=True)
     versions = {}
     for line in out.stdout.splitlines():
         name, _, version = line.partition("\t")

@@ -1,8 +1,8 @@
 """What the shared root filesystem is made of, and the hash that names a built image.
 
 The hash covers everything that changes the image's content: suite, variant, components, packages,
-the guest files we add, the initramfs module list and the builder's format version. It does not
-cover the mirror (the same packages from another mirror are the same image).
+the guest files we add, the initramfs module list and /init script, and the builder's format
+version. It does not cover the mirror (the same packages from another mirror are the same image).
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class Recipe:
             for path, (res, mode) in sorted(self.guest_files.items())
         }
         data["build_format"] = BUILD_FORMAT
+        from runtime.image.build import INITRAMFS_INIT  # late: build.py imports this module
+
+        data["initramfs_init_sha256"] = hashlib.sha256(INITRAMFS_INIT.encode()).hexdigest()
         return data
 
     def digest(self) -> str:

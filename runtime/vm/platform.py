@@ -1,0 +1,131 @@
+"""The `vm` platform: libvirt (qemu:///system) VMs booted from the shared image, KVM or TCG.
+
+Options (keyword arguments of VmPlatform, also accepted by load_platform("vm", ...)):
+  accel          "auto" (default), "kvm" or "tcg"; see runtime.vm.accel
+  uri            libvirt URI, default qemu:///system
+  boot_timeout   seconds from start to agent ready before the boot counts as hung (default 90 under
+                 TCG, 30 under KVM)
+  graceful_stop  try a guest poweroff (bounded) before forcing the domain off on destroy (default False)
+  extra_cmdline  words appended to the guest kernel command line
+  machine        QEMU machine type, default q35
+Defaults when the spec leaves them unset: 1 GiB of memory and one vcpu per host CPU.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import weakref
+from pathlib import Path
+
+import libvirt
+
+from runtime.errors import PlatformUnavailable, SpecError
+from runtime.image.store import Image
+from runtime.naming import LINK_PREFIX
+from runtime.platform import Platform
+from runtime.spec import InstanceSpec
+from runtime.vm import accel as accel_mod
+from runtime.vm import libvirt_conn
+from runtime.vm.instance import VM_STATE_ROOT, VmInstance, check_image_files
+
+
+class VmPlatform(Platform):
+    name = "vm"
+
+    def __init__(self, image: Image | None = None, accel: str = "auto", **options: object) -> None:
+        self.image = image
+        self.accel = accel_mod.detect(accel)
+        self.uri = str(options.pop("uri", libvirt_conn.DEFAULT_URI))
+        default_timeout = 30.0 if self.accel.accel == "kvm" else 90.0
+        self.boot_timeout = float(options.pop("boot_timeout", default_timeout))  # type: ignore[arg-type]
+        self.graceful_stop = bool(options.pop("graceful_stop", False))
+        self.extra_cmdline = str(options.pop("extra_cmdline", ""))
+        self.machine = str(options.pop("machine", "q35"))
+        if options:
+            raise SpecError(f"vm: unknown option(s) {', '.join(sorted(options))}")
+        if self.boot_timeout <= 0:
+            raise SpecError(f"vm: boot_timeout must be positive, not {self.boot_timeout}")
+        self._conn: libvirt.virConnect | None = None
+        self._live: weakref.WeakSet[VmInstance] = weakref.WeakSet()
+        atexit.register(self._destroy_live)
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            self._conn = libvirt_conn.open_connection(self.uri)
+        return self._conn
+
+    def check_available(self) -> None:
+        for tool in ("qemu-img", "qemu-system-x86_64"):
+            if shutil.which(tool) is None:
+                raise PlatformUnavailable(f"vm: {tool} is not installed (run 'python -m bench.hostsetup')")
+        self.conn  # noqa: B018 - opening the connection is the check
+
+    def create(self, spec: InstanceSpec) -> VmInstance:
+        if self.image is None:
+            raise SpecError("vm: no image given (VmPlatform(image=ensure_image()))")
+        check_image_files(self.image)
+        instance = VmInstance(self, spec)  # validates vcpus/memory before anything exists
+        self.conn  # noqa: B018 - fail on libvirtd before creating files
+        self._live.add(instance)
+        instance.start()
+        if self.graceful_stop:
+            original = instance.destroy
+
+            def stop_then_destroy() -> None:
+                instance.shutdown()
+                original()
+
+            instance.destroy = stop_then_destroy  # type: ignore[method-assign]
+        return instance
+
+    def forget(self, instance: VmInstance) -> None:
+        self._live.discard(instance)
+
+    def _destroy_live(self) -> None:
+        for instance in list(self._live):
+            try:
+                instance.destroy()
+            except Exception:
+                pass
+
+    def environment(self) -> dict[str, object]:
+        env: dict[str, object] = {
+            "accelerator": self.accel.accel,
+            "accelerator_reason": self.accel.reason,
+            "accelerator_requested": self.accel.requested,
+            "libvirt_uri": self.uri,
+            "libvirt_domain_type": self.accel.libvirt_type,
+            "vm_defaults": "1 GiB memory, one vcpu per host CPU when the spec leaves them unset",
+        }
+        try:
+            env.update(libvirt_conn.versions(self.conn))
+        except PlatformUnavailable as exc:
+            env["libvirt_error"] = str(exc)
+        if self.image is not None:
+            env["guest_kernel"] = self.image.kernel_version
+        return env
+
+    def cleanup_leftovers(self) -> list[str]:
+        """Remove isolab VM domains, their state dirs, libvirt logs and leftover taps of a killed run."""
+        removed: list[str] = []
+        conn = self.conn
+        for dom in libvirt_conn.isolab_vm_domains(conn):
+            name = dom.name()
+            libvirt_conn.remove_domain(dom)
+            removed.append(f"domain {name}")
+        if VM_STATE_ROOT.is_dir():
+            for state in VM_STATE_ROOT.glob("vm-*"):
+                tap = Path("/sys/class/net") / f"{LINK_PREFIX}{state.name.removeprefix('vm-')}"
+                if tap.exists():
+                    import subprocess
+
+                    subprocess.run(["ip", "link", "del", tap.name], capture_output=True, timeout=10)
+                    removed.append(f"tap {tap.name}")
+                shutil.rmtree(state, ignore_errors=True)
+                removed.append(str(state))
+        for log in Path("/var/log/libvirt/qemu").glob(f"{libvirt_conn.VM_DOMAIN_PREFIX}*.log"):
+            log.unlink(missing_ok=True)
+            removed.append(str(log))
+        return removed
