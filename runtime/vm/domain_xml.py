@@ -8,7 +8,9 @@ What the spec becomes:
   memory      -> <memory>/<currentMemory> (default 1 GiB)
   io_*        -> <iotune> on the root disk (QEMU throttling; <blkiotune> needs a host block device,
                  the root disk is a qcow2 file, so it is not used)
-  bandwidth   -> <bandwidth> inbound/outbound on the bridge interface
+  bandwidth   -> <bandwidth> inbound/outbound on the bridge interface when libvirt_bandwidth (libvirt
+                 shapes with htb+sfq, which not every host kernel has); otherwise the instance puts
+                 a tbf on the tap (to the guest) and on the guest's NIC (from the guest)
   network     -> "bridge": virtio-net on the suite's bridge with a tap named isl…; "none": no NIC
 The kernel boots directly (PVH, uncompressed vmlinux) with our initramfs; the root disk is a qcow2
 overlay on the shared ext4 image; ttyS0 goes to a file; a virtio-serial channel carries the agent.
@@ -47,6 +49,7 @@ class DomainConfig:
     mac: str | None = None
     ip_cidr: str | None = None  # e.g. "10.213.0.5/24", passed as isolab.ip=
     extra_cmdline: str = ""
+    libvirt_bandwidth: bool = False  # <bandwidth> needs htb+sfq on the host; else tbf is applied by tc
     machine: str = "q35"
     emulator: str | None = None
     extra_ignored: dict[str, object] = field(default_factory=dict)
@@ -176,7 +179,7 @@ def build_domain_xml(spec: InstanceSpec, config: DomainConfig) -> str:
         _sub(iface, "source", bridge=config.bridge or "")
         _sub(iface, "target", dev=config.tap or "")
         _sub(iface, "model", type="virtio")
-        if spec.bandwidth is not None:
+        if spec.bandwidth is not None and config.libvirt_bandwidth:
             kib_per_s = str(max(1, spec.bandwidth // 8 // 1024))  # libvirt: KiB/s
             bandwidth = _sub(iface, "bandwidth")
             _sub(bandwidth, "inbound", average=kib_per_s)

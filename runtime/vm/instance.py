@@ -123,6 +123,24 @@ class VmInstance(Instance):
                                  f"{watch.tail()}")
             time.sleep(0.02)
         self.start_phases.lap("agent")
+        if self.spec.network == "bridge" and self.spec.bandwidth is not None:
+            self._shape(self.spec.bandwidth)
+
+    def _shape(self, rate_bits: int) -> None:
+        """tbf on the tap (host -> guest) and on the guest's NIC (guest -> host)."""
+        tap = link_name(self.instance_id)
+        burst = max(4 * 64 * 1024, rate_bits // 8 // 100)  # a few 64 KiB segments, or 10 ms at rate
+        tbf = ["root", "tbf", "rate", f"{rate_bits}bit", "burst", str(burst), "latency", "50ms"]
+        proc = subprocess.run(["tc", "qdisc", "replace", "dev", tap, *tbf], capture_output=True, text=True,
+                              timeout=30)
+        if proc.returncode != 0:
+            raise InstanceError(f"{self.where}: tc qdisc replace tbf on tap {tap} failed: "
+                                f"{proc.stderr.strip()}")
+        script = ('dev=$(ls /sys/class/net | grep -v "^lo$" | head -n 1); tc qdisc replace dev "$dev" '
+                  + " ".join(tbf))
+        result = self.exec(["sh", "-c", script], timeout=30)
+        if not result.ok:
+            raise InstanceError(f"{self.where}: tc tbf inside the guest failed: {result.stderr_tail()}")
 
     def _make_overlay(self) -> None:
         argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.owner.image.ext4),
@@ -142,7 +160,7 @@ class VmInstance(Instance):
                 raise InstanceError(f"{self.where}: network 'bridge' needs runtime.network.bridge, "
                                     f"which is not available ({exc})") from exc
             self._bridge = ensure_bridge()
-            self._address = allocate_address(self._bridge)
+            self._address = allocate_address(self._bridge, owner=self.instance_id)
             bridge = self._bridge.name  # type: ignore[attr-defined]
             ip_cidr = f"{self._address}/{self._bridge.prefixlen}"  # type: ignore[attr-defined]
             tap = link_name(self.instance_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import subprocess
 import weakref
 from pathlib import Path
 
@@ -119,10 +120,14 @@ class VmPlatform(Platform):
             for state in VM_STATE_ROOT.glob("vm-*"):
                 tap = Path("/sys/class/net") / f"{LINK_PREFIX}{state.name.removeprefix('vm-')}"
                 if tap.exists():
-                    import subprocess
-
                     subprocess.run(["ip", "link", "del", tap.name], capture_output=True, timeout=10)
                     removed.append(f"tap {tap.name}")
+                try:
+                    from runtime.network.bridge import DEFAULT_BRIDGE, release_owner
+
+                    release_owner(DEFAULT_BRIDGE, state.name)
+                except ModuleNotFoundError:
+                    pass
                 shutil.rmtree(state, ignore_errors=True)
                 removed.append(str(state))
         for log in Path("/var/log/libvirt/qemu").glob(f"{libvirt_conn.VM_DOMAIN_PREFIX}*.log"):

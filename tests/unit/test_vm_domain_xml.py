@@ -15,8 +15,9 @@ from runtime.vm.domain_xml import DomainConfig, build_domain_xml, ignored_limits
 
 
 def config(accel: str, network: bool = False) -> DomainConfig:
-    extra = dict(bridge="islbr0", tap="isl1a2b3c4d", mac="52:54:00:1a:2b:3c", ip_cidr="10.213.0.7/24") \
+    extra: dict = dict(bridge="islbr0", tap="isl1a2b3c4d", mac="52:54:00:1a:2b:3c", ip_cidr="10.213.0.7/24") \
         if network else {}
+    extra["libvirt_bandwidth"] = network
     return DomainConfig(name="isolab-vm-1a2b3c4d", accel=accel, kernel=Path("/img/vmlinux"),
                         initramfs=Path("/img/initramfs.img"),
                         overlay=Path("/var/lib/isolab/vm/x/overlay.qcow2"),
