@@ -1,0 +1,1 @@
+"""isolab's own container runtime: namespaces, layered overlay root, cgroups, network, hardening."""

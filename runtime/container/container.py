@@ -1,0 +1,388 @@
+"""One container: create (dirs, cgroup, network address), start (fork pid 1 into new namespaces, build the
+overlay root, pivot, harden, exec), exec into it, wait, kill, destroy.
+
+`start` reads like the order of operations; each step that can fail reports which step and why, and
+every failure tears down what was made so far. The state file /run/isolab/<id>/state.json lets the
+CLI find running containers and `cleanup` find the leftovers of a runtime that was SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from runtime.container import hardening, init, namespaces, rootfs
+from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
+from runtime.container.netsetup import ContainerNetwork, loopback_up_here
+from runtime.errors import ExecTimeout, ImageError, InstanceError
+from runtime.linux import syscalls as sc
+from runtime.naming import SCRATCH_ROOT, new_instance_id, scratch_dir, state_dir
+from runtime.platform import StartPhases
+from runtime.spec import ExecResult, InstanceSpec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STATE_FILE = "state.json"
+
+
+def block_device_of(path: Path) -> str | None:
+    """'MAJ:MIN' of the whole disk holding `path`, or None when it is not on a block device."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    node = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if not node.exists():
+        return None
+    if (node / "partition").exists():
+        return (node.resolve().parent / "dev").read_text().strip()
+    return f"{os.major(dev)}:{os.minor(dev)}"
+
+
+def dir_usage_bytes(path: Path) -> int:
+    """Bytes allocated on disk under `path` (st_blocks, so sparse files and whiteouts count right)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+class Container:
+    """A container from read-only `layers` (base first) plus its own writable layer.
+
+    argv None runs a sleeping init (for `exec`); with `init` False argv itself is pid 1 (like crun).
+    """
+
+    def __init__(self, spec: InstanceSpec, layers: Sequence[Path], argv: Sequence[str] | None = None, *,
+                 init: bool = True, env: dict[str, str] | None = None, quiet: bool = False,
+                 image_name: str = "base", instance_id: str | None = None) -> None:
+        if argv is not None and not argv:
+            raise InstanceError("container: empty command")
+        self.spec = spec
+        self.layers = [Path(p) for p in layers]
+        self.argv = list(argv) if argv is not None else None
+        self.use_init = init or argv is None
+        self.quiet = quiet or argv is None
+        self.image_name = image_name
+        self.instance_id = instance_id or new_instance_id("ct")
+        self.state_dir = state_dir(self.instance_id)
+        self.root = self.state_dir / "root"
+        self.layer_dir = scratch_dir(self.instance_id)
+        self.upper = self.layer_dir / "upper"
+        self.work = self.layer_dir / "work"
+        self.env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "HOSTNAME": spec.hostname,
+                    **spec.env, **(env or {})}
+        self.cgroup: Cgroup = make_cgroup(self.instance_id)
+        self.network = ContainerNetwork(self.instance_id, spec)
+        self.start_phases = StartPhases()
+        self.ignored: dict[str, object] = {}
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.status = "new"
+        self._ns: dict[str, int] = {}
+        self._cgroup_made = False
+
+    # ---- create ---------------------------------------------------------------------------------
+    def create(self) -> Container:
+        """Check the layers, make the state and layer dirs, the cgroup with its limits, the address."""
+        self.start_phases = StartPhases()
+        for layer in self.layers:
+            if not layer.is_dir():
+                raise ImageError(f"container: layer directory {layer} does not exist")
+        try:
+            self.state_dir.mkdir(parents=True)
+            self.root.mkdir()
+            self.upper.mkdir(parents=True)
+            self.work.mkdir()
+            self.status = "created"
+            self.save_state()
+            self.cgroup.create()
+            self._cgroup_made = True
+            self.ignored = self.cgroup.apply(self.spec, self._io_device())
+            self.start_phases.lap("cgroup")
+            self.network.prepare()
+            self.ignored.update(self.network.ignored_limits())
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _io_device(self) -> str | None:
+        wants_io = any(getattr(self.spec, k) is not None
+                       for k in ("io_read_bps", "io_write_bps", "io_read_iops", "io_write_iops"))
+        return block_device_of(SCRATCH_ROOT) if wants_io else None
+
+    # ---- start ----------------------------------------------------------------------------------
+    def start(self) -> Container:
+        """Fork pid 1 into its namespaces, wire the network, and wait until the workload was exec'd."""
+        if self.status != "created":
+            self.create()
+        pipes: dict[str, int] = {}
+        try:
+            pipes["ready_r"], pipes["ready_w"] = os.pipe()
+            if self.network.mode == "bridge":
+                pipes["sync_r"], pipes["sync_w"] = os.pipe()
+                pipes["go_r"], pipes["go_w"] = os.pipe()
+            forked = time.perf_counter()
+            self.pid = namespaces.fork_pid1(lambda: self._child(pipes))
+            for end in ("ready_w", "sync_w", "go_r"):
+                if end in pipes:
+                    os.close(pipes.pop(end))
+            self.status = "running"
+            self.save_state()
+            if "sync_r" in pipes:
+                self._wire_network(pipes)
+            marks = self._await_ready(pipes["ready_r"])
+            self._record_phases(forked, marks, time.perf_counter())
+            if self.use_init and self.argv is None:
+                self._ns = namespaces.open_namespaces(self.pid)
+        except BaseException:
+            self.destroy()
+            raise
+        finally:
+            for fd in pipes.values():
+                os.close(fd)
+        return self
+
+    def _wire_network(self, pipes: dict[str, int]) -> None:
+        if os.read(pipes["sync_r"], 1) != b"n":
+            return  # the child failed before its netns existed; _await_ready reports why
+        assert self.pid is not None
+        self.network.attach(self.pid)
+        os.write(pipes["go_w"], b"g")
+
+    def _await_ready(self, ready_r: int) -> dict[str, float]:
+        chunks = []
+        while chunk := os.read(ready_r, 65536):
+            chunks.append(chunk)
+        marks: dict[str, float] = {}
+        error = None
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            if line.startswith("T"):
+                marks = json.loads(line[1:])
+            elif line.startswith("E"):
+                error = line[1:]
+        if error is not None:
+            raise InstanceError(f"container {self.instance_id}: {error}")
+        if "network" not in marks:
+            self.wait(timeout=5)
+            raise InstanceError(f"container {self.instance_id}: pid 1 died during start "
+                                f"(exit status {self.returncode})")
+        return marks
+
+    def _record_phases(self, forked: float, marks: dict[str, float], ready: float) -> None:
+        phases = self.start_phases.phases
+        # joining the cgroup happens in the child (v1: one write per hierarchy, may wait for an RCU period)
+        phases["cgroup"] = phases.get("cgroup", 0.0) + marks["joined"] - marks["entered"]
+        phases["namespaces"] = (marks["entered"] - forked) + (marks["namespaces"] - marks["joined"])
+        phases["mounts"] = marks["mounts"] - marks["namespaces"]
+        phases["network"] = marks["network"] - marks["mounts"]
+        phases["exec"] = ready - marks["network"]
+
+    # ---- inside the child (pid 1 of the new pid namespace) ----------------------------------------
+    def _child(self, pipes: dict[str, int]) -> None:
+        ready_w = pipes["ready_w"]
+        step = "close inherited fds"
+        try:
+            entered = time.perf_counter()
+            self._child_fds(pipes)
+            step = f"join cgroup {self.cgroup.paths()[0]}"
+            self.cgroup.join(0)
+            joined = time.perf_counter()
+            step = "unshare(mnt|uts|ipc|net)"
+            flags = namespaces.CHILD_FLAGS & (~sc.CLONE_NEWNET if self.network.mode == "host" else -1)
+            sc.unshare(flags)
+            step = "sethostname"
+            socket.sethostname(self.spec.hostname)
+            if self.network.wants_netns:
+                step = "bring up lo"
+                loopback_up_here()
+            marks = {"entered": entered, "joined": joined, "namespaces": time.perf_counter()}
+            if "sync_w" in pipes:
+                os.write(pipes["sync_w"], b"n")
+            step = "prepare root"
+            rootfs.prepare_root(self.layers, self.upper, self.work, self.root)
+            marks["mounts"] = time.perf_counter()
+            if "go_r" in pipes:
+                step = "wait for network"
+                if os.read(pipes["go_r"], 1) != b"g":
+                    raise InstanceError("runtime did not finish the network setup")
+            marks["network"] = time.perf_counter()
+            step = "drop capabilities"
+            hardening.harden_process()
+            os.write(ready_w, b"T" + json.dumps(marks).encode() + b"\n")
+            if self.use_init:
+                start = init.fork_workload(lambda: self._exec_workload(ready_w)) if self.argv else None
+                init.run_init(start, ready_w)
+            self._exec_workload(ready_w)
+        except BaseException as exc:  # report any failure to the parent, never return into its code
+            _report(ready_w, f"{step}: {exc}")
+            os._exit(127)
+
+    def _child_fds(self, pipes: dict[str, int]) -> None:
+        keep = {pipes[k] for k in ("ready_w", "sync_w", "go_r") if k in pipes}
+        if self.quiet:
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _exec_workload(self, ready_w: int) -> None:
+        assert self.argv is not None
+        try:
+            os.execvpe(self.argv[0], self.argv, self.env)
+        except FileNotFoundError:
+            _report(ready_w, f"command not found in the image: {self.argv[0]}")
+            os._exit(127)
+        except OSError as exc:
+            _report(ready_w, f"execve({self.argv[0]}): {exc.strerror}")
+            os._exit(126)
+
+    # ---- running container ----------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for pid 1; returns its exit code (negative signal number if it died by a signal)."""
+        if self.returncode is not None or self.pid is None:
+            return self.returncode if self.returncode is not None else -1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                self.status = "exited"
+                return self.returncode
+            if deadline is not None and time.monotonic() > deadline:
+                raise ExecTimeout(f"container {self.instance_id}: still running after {timeout} s")
+            time.sleep(0.005)
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to pid 1 (the init forwards it to the workload)."""
+        if self.pid is not None and self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def exec(self, argv: Sequence[str], timeout: float = 600.0, env: dict[str, str] | None = None,
+             **popen: Any) -> ExecResult:
+        """Run argv inside the running container (all its namespaces and cgroup), capture its output."""
+        started = time.perf_counter()
+        try:
+            proc = self.popen(argv, env=env, **popen)
+        except FileNotFoundError:
+            return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
+                              time.perf_counter() - started)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise ExecTimeout(f"container {self.instance_id}: {argv[0]} did not finish in {timeout:.0f} s"
+                              ) from exc
+        return ExecResult(tuple(argv), proc.returncode, out or "", err or "", time.perf_counter() - started)
+
+    def popen(self, argv: Sequence[str], env: dict[str, str] | None = None,
+              **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start argv inside the container; the caller waits. Raises FileNotFoundError if not in the image."""
+        if self.pid is None or self.returncode is not None or self.status != "running":
+            raise InstanceError(f"container {self.instance_id}: not running")
+        if not self._ns:
+            self._ns = namespaces.open_namespaces(self.pid)
+        environment = {**self.env, **(env or {})}
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        if "text" not in kwargs and "encoding" not in kwargs:
+            kwargs["text"] = True
+            kwargs.setdefault("errors", "replace")
+        procs_files = [str(p) for p in self.cgroup.procs_files()]
+        ns = dict(self._ns)
+
+        def enter() -> None:
+            for path in procs_files:
+                with open(path, "w") as f:
+                    f.write("0")
+            namespaces.join_namespaces(ns)
+            hardening.harden_process()
+
+        with namespaces.children_in_pidns(ns["pid"]):
+            return subprocess.Popen(list(argv), env=environment, preexec_fn=enter, **kwargs)
+
+    # ---- files and usage ------------------------------------------------------------------------
+    def path_inside(self, path: str) -> Path:
+        """Host path reaching `path` in the container's root (through /proc/<pid>/root)."""
+        if self.pid is None or self.returncode is not None:
+            raise InstanceError(f"container {self.instance_id}: not running")
+        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
+
+    def stats(self) -> CgroupStats:
+        return self.cgroup.stats()
+
+    def disk_usage_bytes(self) -> int:
+        return dir_usage_bytes(self.upper) if self.upper.exists() else 0
+
+    # ---- teardown -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Kill everything in the container and release its kernel objects (the layer stays)."""
+        namespaces.close_namespaces(self._ns)
+        if self.pid is not None and self.returncode is None:
+            self.kill(signal.SIGKILL)
+            self.wait(timeout=10)
+        if self._cgroup_made:
+            self.cgroup.kill_all()
+            busy = self.cgroup.remove()
+            self._cgroup_made = bool(busy)
+        self.network.teardown()
+        if self.status in ("running", "created"):
+            self.status = "exited"
+
+    def destroy(self) -> None:
+        """stop(), then remove the writable layer and the state dir. Idempotent."""
+        try:
+            self.stop()
+        finally:
+            sc.detach_all_under(self.state_dir)
+            shutil.rmtree(self.layer_dir, ignore_errors=True)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.status = "destroyed"
+
+    def save_state(self) -> None:
+        data = {"id": self.instance_id, "status": self.status, "owner_pid": os.getpid(), "pid": self.pid,
+                "argv": self.argv, "image": self.image_name, "layers": [str(p) for p in self.layers],
+                "hostname": self.spec.hostname, "created": time.time(), "spec": self.spec.to_dict(),
+                "returncode": self.returncode, **{f"net_{k}": v for k, v in self.network.state().items()}}
+        tmp = self.state_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.state_dir / STATE_FILE)
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.destroy()
+
+
+def _report(fd: int, message: str) -> None:
+    try:
+        os.write(fd, b"E" + message.replace("\n", " ").encode() + b"\n")
+    except OSError:
+        pass
