@@ -18,7 +18,7 @@ from pathlib import Path
 from runtime.errors import ExecTimeout, InstanceError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
-from runtime.naming import STATE_ROOT, SCRATCH_ROOT, new_instance_id, scratch_dir, state_dir
+from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
 from runtime.platform import Instance, Platform, StartPhases
 from runtime.spec import ExecResult, InstanceSpec
 
@@ -70,7 +70,7 @@ class NativeInstance(Instance):
                                   preexec_fn=self._chroot, errors="replace")
         except subprocess.TimeoutExpired as exc:
             raise ExecTimeout(f"native {self.instance_id}: {argv[0]} did not finish in {timeout:.0f} s") from exc
-        except FileNotFoundError as exc:
+        except FileNotFoundError:
             return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
                               time.perf_counter() - started)
         return ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started)

@@ -96,6 +96,7 @@ class Platform(ABC):
 
     def check_available(self) -> None:
         """Raise PlatformUnavailable with the reason when this host cannot run the platform."""
+        return None
 
     @abstractmethod
     def create(self, spec: InstanceSpec) -> Instance:

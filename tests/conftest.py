@@ -18,7 +18,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def require_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root (namespaces, cgroups, mounts); running as uid %d" % os.geteuid())
+        pytest.skip(f"needs root (namespaces, cgroups, mounts); running as uid {os.geteuid()}")
 
 
 @pytest.fixture(scope="session")

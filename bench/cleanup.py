@@ -1,0 +1,40 @@
+"""Find and remove what crashed runs left on this host, by isolab's naming prefixes (runtime.naming).
+
+Each platform removes its own leftovers (native: /run/isolab/nat-*; container: mounts, cgroups,
+links, netns; vm: libvirt domains, overlays); then anything still under /run/isolab is detached and
+removed, and interrupted image builds are deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from runtime.errors import PlatformUnavailable
+from runtime.image.store import ImageStore
+from runtime.linux import syscalls
+from runtime.naming import SCRATCH_ROOT, STATE_ROOT
+from runtime.platform import load_platform, platform_names
+
+
+def cleanup_host() -> list[str]:
+    removed: list[str] = []
+    for name in platform_names():
+        try:
+            platform = load_platform(name, image=None)
+        except PlatformUnavailable:
+            continue
+        removed += platform.cleanup_leftovers()
+    if STATE_ROOT.is_dir():
+        removed += syscalls.detach_all_under(STATE_ROOT)
+        for entry in STATE_ROOT.iterdir():
+            if entry.is_dir() and not any(entry.iterdir()):
+                entry.rmdir()
+                removed.append(str(entry))
+    if SCRATCH_ROOT.is_dir():
+        for entry in SCRATCH_ROOT.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(str(entry))
+    for partial in ImageStore().partial_dirs():
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(str(partial))
+    return removed

@@ -1,0 +1,136 @@
+"""`python -m bench`: the command line for people who live in a shell (nox sessions call the same code).
+
+  python -m bench setup                      install packages, start libvirtd (idempotent)
+  python -m bench image build [--rebuild]    build or reuse the shared root filesystem
+  python -m bench image list | rm HASH|all
+  python -m bench run [--platform native,container,vm] [--scenario cpu] [--profile quick|full]
+                      [--repetitions N] [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
+  python -m bench report [RUN_ID]            (default: the latest run)
+  python -m bench cleanup                    remove what crashed runs left on this host
+
+Every error a user can cause ends as one line `isolab: error: ...` and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from bench import hostsetup, images
+from runtime.errors import IsolabError
+
+console = Console(highlight=False, stderr=False)
+err_console = Console(highlight=False, stderr=True)
+
+
+def _say(message: str) -> None:
+    console.print(message, markup=False)
+
+
+def cmd_setup(_args: argparse.Namespace) -> int:
+    hostsetup.ensure_host(lambda msg: _say(f"setup: {msg}"))
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        images.build(console, rebuild=args.rebuild)
+    elif args.action == "list":
+        images.list_images(console)
+    elif args.action == "rm":
+        if not args.digests:
+            raise IsolabError("image rm needs an image hash or 'all'")
+        images.remove(console, args.digests)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import RunConfig, parse_selection
+    from bench.results import RunStore
+    from bench.runner import execute
+
+    resume = RunStore.open(args.resume) if args.resume else None
+    if resume:
+        config = RunConfig.from_dict(resume.run_info()["config"])  # type: ignore[arg-type]
+    else:
+        config = parse_selection(args.platform, args.scenario, args.profile, args.repetitions, args.accel)
+    hostsetup.ensure_host(lambda msg: _say(f"setup: {msg}"))
+    image = images.build(console)
+    _say(f"run: platforms {', '.join(config.platforms)}; scenarios {', '.join(config.scenarios)}; "
+         f"profile {config.profile}; {config.reps} repetitions per cell")
+    result = execute(config, image, _say, resume=resume, command_line=["python", "-m", "bench", *sys.argv[1:]])
+    _say(f"results: {result.store.path}")
+    for line in result.skipped:
+        _say(f"skipped: {line}")
+    for line in result.failed:
+        err_console.print(f"isolab: error: {line}", markup=False)
+    if not args.no_report:
+        from reporting.html import build
+
+        _say(f"report: {build(result.store)}")
+    if result.exit_code == 2:
+        _say(f"interrupted: resume with 'python -m bench run --resume {result.store.run_id}'")
+        return 130
+    return 1 if result.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.results import RunStore
+    from reporting.html import build
+
+    store = RunStore.open(args.run_id) if args.run_id else RunStore.latest()
+    _say(f"report: {build(store)}")
+    return 0
+
+
+def cmd_cleanup(_args: argparse.Namespace) -> int:
+    from bench.cleanup import cleanup_host
+
+    removed = cleanup_host()
+    for item in removed:
+        _say(f"removed {item}")
+    _say(f"cleanup: {len(removed)} leftover(s) removed" if removed else "cleanup: nothing to remove")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m bench", description="isolab: native vs container vs VM")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("setup", help="install packages and start libvirtd").set_defaults(func=cmd_setup)
+
+    image = sub.add_parser("image", help="the shared root filesystem")
+    image.add_argument("action", choices=["build", "list", "rm"])
+    image.add_argument("digests", nargs="*")
+    image.add_argument("--rebuild", action="store_true")
+    image.set_defaults(func=cmd_image)
+
+    run = sub.add_parser("run", help="measure platform × scenario cells and write the report")
+    run.add_argument("--platform", help="comma-separated (default: all)")
+    run.add_argument("--scenario", help="comma-separated (default: all)")
+    run.add_argument("--profile", default="quick", help="quick (CI) or full (papers)")
+    run.add_argument("--repetitions", type=int, help="repetitions per cell (default: per profile)")
+    run.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    run.add_argument("--no-report", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="write reports/<run-id>.html")
+    report.add_argument("run_id", nargs="?")
+    report.set_defaults(func=cmd_report)
+
+    sub.add_parser("cleanup", help="remove leftovers of crashed runs").set_defaults(func=cmd_cleanup)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (IsolabError, hostsetup.SetupError) as exc:
+        err_console.print(f"isolab: error: {exc}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("isolab: interrupted", markup=False)
+        return 130

@@ -1,0 +1,62 @@
+"""What a run measures: platforms × scenarios × profile × repetitions, validated before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from runtime.errors import SpecError
+from runtime.platform import platform_names, validate_platform_names
+from scenarios.base import SCENARIOS, validate_profile, validate_scenario_names
+
+DEFAULT_REPETITIONS = {"quick": 3, "full": 10}
+ACCELERATORS = ("auto", "kvm", "tcg")
+
+
+def split_names(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    platforms: tuple[str, ...] = field(default_factory=lambda: tuple(platform_names()))
+    scenarios: tuple[str, ...] = SCENARIOS
+    profile: str = "quick"
+    repetitions: int | None = None  # None: the profile's default
+    accel: str = "auto"
+
+    def __post_init__(self) -> None:
+        validate_platform_names(self.platforms)
+        validate_scenario_names(self.scenarios)
+        validate_profile(self.profile)
+        if not self.platforms or not self.scenarios:
+            raise SpecError("a run needs at least one platform and one scenario")
+        if self.repetitions is not None and self.repetitions < 1:
+            raise SpecError(f"invalid repetitions {self.repetitions}: must be at least 1")
+        if self.accel not in ACCELERATORS:
+            raise SpecError(f"unknown accelerator {self.accel!r}: choose from {', '.join(ACCELERATORS)}")
+
+    @property
+    def reps(self) -> int:
+        return self.repetitions or DEFAULT_REPETITIONS[self.profile]
+
+    def cells(self) -> list[tuple[str, str]]:
+        """(platform, scenario) in run order: scenario-major, so platforms alternate per scenario."""
+        return [(p, s) for s in self.scenarios for p in self.platforms]
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "reps": self.reps}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RunConfig:
+        return cls(platforms=tuple(data["platforms"]), scenarios=tuple(data["scenarios"]),  # type: ignore[arg-type]
+                   profile=str(data["profile"]), repetitions=data.get("repetitions"),  # type: ignore[arg-type]
+                   accel=str(data.get("accel", "auto")))
+
+
+def parse_selection(platforms: str | None, scenarios: str | None, profile: str, repetitions: int | None,
+                    accel: str = "auto") -> RunConfig:
+    return RunConfig(
+        platforms=tuple(split_names(platforms)) or tuple(platform_names()),
+        scenarios=tuple(split_names(scenarios)) or SCENARIOS,
+        profile=profile, repetitions=repetitions, accel=accel,
+    )

@@ -1,0 +1,138 @@
+"""The pytest plugin that runs cells: provision an instance, run a scenario N times, store every sample.
+
+pytest parametrises `bench/cells.py::test_cell` over the run's platform × scenario cells;
+pytest-benchmark times every repetition (round) and carries the tool metrics in `extra_info`.
+Each cell ends as one outcome line: ok, failed (one readable reason) or skipped (why).
+Instances are context managers, so they are destroyed on success, failure and Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import pytest
+
+from bench.config import RunConfig
+from bench.results import CellOutcome, RunStore, SampleRecord, variant_of
+from runtime.errors import IsolabError, PlatformUnavailable
+from runtime.image.store import Image
+from runtime.platform import Platform, load_platform
+from scenarios import base as scenario_base
+
+Say = Callable[[str], None]
+
+
+class Harness:
+    def __init__(self, config: RunConfig, store: RunStore, image: Image, say: Say,
+                 skip_cells: set[tuple[str, str]] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.image = image
+        self.say = say
+        self.skip_cells = skip_cells or set()
+        self._platforms: dict[str, Platform | PlatformUnavailable] = {}
+        self.started = time.monotonic()
+        self.cells_done = 0
+
+    # pytest hooks -----------------------------------------------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "cell" in metafunc.fixturenames:
+            cells = [c for c in self.config.cells() if c not in self.skip_cells]
+            metafunc.parametrize("cell", cells, ids=[f"{p}-{s}" for p, s in cells])
+
+    @pytest.fixture
+    def harness(self) -> Harness:
+        return self
+
+    # platforms --------------------------------------------------------------------------------
+    def platform(self, name: str) -> Platform:
+        """The platform object, checked once per run; raises PlatformUnavailable with the reason."""
+        if name not in self._platforms:
+            options: dict[str, object] = {"image": self.image}
+            if name == "vm":
+                options["accel"] = self.config.accel
+            try:
+                platform = load_platform(name, **options)
+                platform.check_available()
+                self._platforms[name] = platform
+            except PlatformUnavailable as exc:
+                self._platforms[name] = exc
+        found = self._platforms[name]
+        if isinstance(found, PlatformUnavailable):
+            raise found
+        return found
+
+    def available_platforms(self) -> dict[str, Platform]:
+        return {n: p for n, p in self._platforms.items() if isinstance(p, Platform)}
+
+    # one cell ---------------------------------------------------------------------------------
+    def run_cell(self, platform_name: str, scenario_name: str, benchmark: object) -> None:
+        index = self.cells_done + 1
+        total = len(self.config.cells()) - len(self.skip_cells)
+        label = f"[{index}/{total}] {platform_name} × {scenario_name}"
+        started = time.monotonic()
+        reps = self.config.reps
+        try:
+            platform = self.platform(platform_name)
+        except PlatformUnavailable as exc:
+            self._finish(CellOutcome(platform_name, scenario_name, "skipped", str(exc)))
+            self.say(f"{label}: skipped: {exc}")
+            pytest.skip(str(exc))
+        module = scenario_base.load(scenario_name)
+        params = scenario_base.params_for(module, self.config.profile)
+        done = 0
+        failure = ""
+        try:
+            self.say(f"{label}: starting instance")
+            with platform.create(scenario_base.spec_for(module, params)) as instance:
+                self.say(f"{label}: instance {instance.instance_id} up in {instance.start_phases.total:.2f} s")
+                if hasattr(module, "prepare"):
+                    module.prepare(instance, params)
+                per_metric: dict[str, list[float]] = defaultdict(list)
+
+                def one_round() -> None:
+                    nonlocal done
+                    rep = done + 1
+                    eta = ""
+                    if done:
+                        per_rep = (time.monotonic() - started) / done
+                        eta = f", cell ETA {per_rep * (reps - done):.0f} s"
+                    self.say(f"{label}: repetition {rep}/{reps}{eta}")
+                    raw = self.store.raw_writer(platform_name, scenario_name, rep)
+                    for sample in module.run(instance, params, raw):
+                        variant = variant_of(sample.metadata)
+                        self.store.add_sample(SampleRecord(
+                            run_id=self.store.run_id, platform=platform_name, scenario=scenario_name,
+                            metric=sample.metric, value=float(sample.value), unit=sample.unit,
+                            repetition=rep, metadata={**sample.metadata, **instance.metadata()},
+                            variant=variant))
+                        per_metric[f"{sample.metric}[{variant}] ({sample.unit})"].append(float(sample.value))
+                    done += 1
+
+                benchmark.pedantic(one_round, rounds=reps, iterations=1, warmup_rounds=0)  # type: ignore[attr-defined]
+                benchmark.extra_info.update(  # type: ignore[attr-defined]
+                    {key: statistics.median(values) for key, values in per_metric.items()})
+                if hasattr(module, "cleanup"):
+                    module.cleanup(instance, params)
+        except IsolabError as exc:
+            failure = str(exc)
+        except Exception as exc:
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self._finish(CellOutcome(platform_name, scenario_name, "failed", reason, done,
+                                     time.monotonic() - started))
+            self.say(f"{label}: FAILED: {reason}")
+            raise
+        wall = time.monotonic() - started
+        if failure:
+            self._finish(CellOutcome(platform_name, scenario_name, "failed", failure, done, wall))
+            self.say(f"{label}: FAILED after {done} of {reps} repetitions: {failure}")
+            pytest.fail(failure, pytrace=False)
+        self._finish(CellOutcome(platform_name, scenario_name, "ok", "", done, wall))
+        self.say(f"{label}: done, {done} repetitions in {wall:.1f} s")
+
+    def _finish(self, outcome: CellOutcome) -> None:
+        self.cells_done += 1
+        self.store.add_outcome(outcome)

@@ -1,0 +1,1 @@
+"""Reporting: stored results -> statistics tables, plots and a self-contained HTML report."""

@@ -1,0 +1,173 @@
+"""Build `reports/<run-id>.html`: one self-contained file (inline CSS and images) that works offline.
+
+Sections: banners (emulated VM, failed/skipped cells), what ran, per-scenario tables styled with
+pandas Styler (median with 95% CI, n, CV, ratio to native with CI), plots with CI whiskers,
+container-vs-vm significance, and the environment. The summary also goes out as CSV and LaTeX
+next to the HTML. The report reads stored results only; it never parses tool output.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from bench.results import RunStore
+from reporting import plots
+from reporting.summary import container_vs_vm, summary_frame
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;
+line-height:1.4;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ddd;padding:.25em .6em}
+th{background:#f3f3f3;text-align:left} td{font-variant-numeric:tabular-nums}
+.banner{padding:.8em 1em;margin:1em 0;border-radius:4px;font-weight:600}
+.banner.emulated{background:#fff3cd;border:2px solid #d39e00}
+.banner.kvm{background:#e6f4ea;border:1px solid #5aa469}
+.banner.failed{background:#fde2e1;border:2px solid #c0392b}
+.banner.skipped{background:#eef;border:1px solid #77a}
+.meta{color:#555;font-size:.9em} pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}
+.plot{margin:.5em 0}
+"""
+
+
+def reports_root() -> Path:
+    return Path(os.environ.get("ISOLAB_REPORTS_DIR", "reports"))
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def accelerator_banner(env: dict[str, object]) -> str:
+    vm = (env.get("platforms") or {}).get("vm") or {}  # type: ignore[union-attr]
+    if not vm:
+        return ""
+    if not vm.get("available", False):
+        return (f'<div class="banner skipped">VM platform not measured: '
+                f'{html.escape(str(vm.get("reason", "unavailable")))}</div>')
+    accel = str(vm.get("accelerator", "unknown"))
+    reason = html.escape(str(vm.get("accelerator_reason", "")))
+    if accel == "kvm":
+        return f'<div class="banner kvm">VM accelerator: KVM (hardware virtualization). {reason}</div>'
+    return (f'<div class="banner emulated">⚠ VM accelerator: {html.escape(accel.upper())} — the VM was '
+            f'<em>emulated</em>, not hardware-accelerated. VM figures here are NOT KVM figures and must not be '
+            f'cited as such. {reason}</div>')
+
+
+def _outcome_banners(store: RunStore) -> str:
+    outcomes = {(o.platform, o.scenario): o for o in store.outcomes()}
+    parts = []
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    skipped = [o for o in outcomes.values() if o.status == "skipped"]
+    if failed:
+        items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)} "
+                        f"({o.repetitions} repetitions kept)</li>" for o in failed)
+        parts.append(f'<div class="banner failed">Failed cells<ul>{items}</ul></div>')
+    if skipped:
+        items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)}</li>"
+                        for o in skipped)
+        parts.append(f'<div class="banner skipped">Skipped cells<ul>{items}</ul></div>')
+    return "".join(parts)
+
+
+def _scenario_table(summary: pd.DataFrame) -> str:
+    """One row per metric/variant; per platform 'median [CI]' plus n, CV and ratio to native."""
+    platforms = [p for p in ("native", "container", "vm") if p in set(summary.platform)]
+    platforms += sorted(set(summary.platform) - set(platforms))
+    rows = []
+    for (metric, variant, unit), group in summary.groupby(["metric", "variant", "unit"], sort=True):
+        row: dict[str, object] = {"metric": metric, "variant": variant, "unit": unit}
+        for platform in platforms:
+            match = group[group.platform == platform]
+            if match.empty:
+                row[f"{platform} median [95% CI]"] = "–"
+                row[f"{platform} n / CV"] = "–"
+                continue
+            r = match.iloc[0].to_dict()
+            median, low, high = _fmt(r["median"]), _fmt(r["ci_low"]), _fmt(r["ci_high"])
+            row[f"{platform} median [95% CI]"] = f"{median} [{low}–{high}]"
+            row[f"{platform} n / CV"] = f"{int(r['n'])} / {_fmt(100 * r['cv'], 2)}%"
+            if platform == "native":
+                continue
+            row[f"{platform} ÷ native"] = r["ratio_to_native"]
+            if not math.isnan(r["ratio_ci_low"]):
+                row[f"{platform} ÷ native CI"] = f"{r['ratio_ci_low']:.3f}–{r['ratio_ci_high']:.3f}"
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame = frame.reindex(columns=[c for c in frame.columns if not c.endswith("÷ native") or
+                                   frame[c].notna().any()])
+    ratio_cols = [c for c in frame.columns if c.endswith("÷ native")]
+    styler = (frame.style.hide(axis="index").format(na_rep="–")
+              .format({c: lambda v: "–" if pd.isna(v) else f"{v:.3f}" for c in ratio_cols})
+              .background_gradient(subset=ratio_cols, cmap="RdYlGn", vmin=0.5, vmax=1.5)
+              .set_table_attributes('class="summary"'))
+    return styler.to_html()
+
+
+def _env_section(env: dict[str, object]) -> str:
+    host = env.get("host", {}) or {}
+    cpu = env.get("cpu", {}) or {}
+    rows = {
+        "host kernel": host.get("kernel"), "OS": host.get("os"), "CPU": cpu.get("model"),
+        "logical CPUs": cpu.get("logical_cpus"), "memory": f"{int(env.get('memory_bytes', 0)) / 2**30:.1f} GiB",
+        "cgroups": json.dumps(env.get("cgroup")), "image": json.dumps(env.get("image")),
+        "isolab revision": json.dumps(env.get("isolab")), "command line": " ".join(env.get("command_line", [])),
+        "captured at": env.get("captured_at"),
+    }
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    full = html.escape(json.dumps(env, indent=2, sort_keys=True))
+    return (f"<table>{table}</table><details><summary>full env.json</summary><pre>{full}</pre></details>")
+
+
+def build(store: RunStore, out_dir: Path | None = None) -> Path:
+    out_dir = out_dir or reports_root()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = store.env()
+    info = store.run_info()
+    samples = store.samples()
+    summary = summary_frame(samples) if samples else pd.DataFrame()
+    config = info.get("config", {})
+    parts = [f"<h1>isolab report — run {html.escape(store.run_id)}</h1>",
+             f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
+             f'{config.get("reps")} repetitions per cell, platforms {", ".join(config.get("platforms", []))}, '
+             f'scenarios {", ".join(config.get("scenarios", []))}; run status: '
+             f'{html.escape(str(info.get("status")))}; started {info.get("started_at")}, '
+             f'finished {info.get("finished_at", "–")}</p>',
+             accelerator_banner(env), _outcome_banners(store)]
+    if summary.empty:
+        parts.append("<p>No samples were measured in this run.</p>")
+    else:
+        parts.append("<p class=\"meta\">Each cell: median of the repetitions with its 95% bootstrap confidence "
+                     "interval, n repetitions and coefficient of variation; ratio to native is the ratio of "
+                     "medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than native).</p>")
+        for scenario, group in summary.groupby("scenario", sort=True):
+            parts.append(f"<h2>{html.escape(str(scenario))}</h2>")
+            parts.append(_scenario_table(group))
+            for (metric, unit), metric_group in group.groupby(["metric", "unit"], sort=True):
+                parts.append(f'<div class="plot">{plots.medians_with_ci(metric_group, metric, unit)}</div>')
+        versus = container_vs_vm(samples)
+        if not versus.empty:
+            parts.append("<h2>container vs vm (Mann-Whitney U, two-sided)</h2>")
+            parts.append(versus.style.hide(axis="index").format(precision=4).to_html())
+        summary.to_csv(out_dir / f"{store.run_id}.csv", index=False)
+        (out_dir / f"{store.run_id}.tex").write_text(
+            summary.drop(columns=["ci_low", "ci_high", "ratio_ci_low", "ratio_ci_high"], errors="ignore")
+            .style.hide(axis="index").format(precision=4).to_latex(hrules=True))
+    parts.append("<h2>environment</h2>" + _env_section(env))
+    document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {store.run_id}"
+                f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    target = out_dir / f"{store.run_id}.html"
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(document, encoding="utf-8")
+    tmp.replace(target)
+    return target

@@ -1,0 +1,50 @@
+"""Plots for the report, rendered offline with matplotlib (Agg) and embedded as inline SVG."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+COLORS = {"native": "#4c72b0", "container": "#55a868", "vm": "#c44e52"}
+
+
+def _svg(fig: plt.Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.find("<svg"):]
+
+
+def medians_with_ci(group: pd.DataFrame, metric: str, unit: str) -> str:
+    """Grouped bars: one group per variant, one bar per platform, whiskers = 95% CI of the median."""
+    variants = sorted(set(group.variant))
+    platforms = [p for p in ("native", "container", "vm") if p in set(group.platform)]
+    platforms += sorted(set(group.platform) - set(platforms))
+    width = 0.8 / max(len(platforms), 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(variants) + 2), 2.8))
+    for i, platform in enumerate(platforms):
+        rows = group[group.platform == platform].set_index("variant")
+        xs, heights, low, high, labels = [], [], [], [], []
+        for j, variant in enumerate(variants):
+            if variant not in rows.index:
+                continue
+            r = rows.loc[variant]
+            xs.append(j + (i - (len(platforms) - 1) / 2) * width)
+            heights.append(r["median"])
+            low.append(r["median"] - r["ci_low"])
+            high.append(r["ci_high"] - r["median"])
+            labels.append(int(r["n"]))
+        ax.bar(xs, heights, width=width, yerr=[low, high], capsize=3, label=platform,
+               color=COLORS.get(platform, "#888"))
+    ax.set_xticks(range(len(variants)), variants, fontsize=8)
+    ax.set_ylabel(unit)
+    ax.set_title(f"{metric} — median, 95% CI", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)

@@ -1,0 +1,91 @@
+"""The scenario contract and the registry of scenario modules.
+
+A scenario module (modelled on PerfKitBenchmarker's benchmark modules) declares:
+  NAME: str                    short name used on the command line
+  DESCRIPTION: str
+  TOOLS: tuple[str, ...]       binaries it needs inside the image
+  PROFILES: dict[str, dict]    parameters per profile ("quick" for CI, "full" for papers): data, not code
+  instance_spec(params) -> InstanceSpec      (optional; default: InstanceSpec())
+  prepare(instance, params) -> None          (optional)
+  run(instance, params, raw: RawSink) -> list[Sample]
+  cleanup(instance, params) -> None          (optional)
+A scenario never imports a platform; it only uses the Instance interface.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from runtime.errors import IsolabError, SpecError
+from runtime.platform import Instance
+from runtime.spec import ExecResult, InstanceSpec
+
+SCENARIOS = ("cpu",)
+PROFILES = ("quick", "full")
+
+RawSink = Callable[[str, str], None]  # (name, text): keep a tool's raw output with the results
+
+
+class ScenarioError(IsolabError):
+    """A scenario could not produce its samples (missing tool, tool failed, output unreadable)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured value: metric name, value, unit, and what distinguishes it (threads, method...)."""
+
+    metric: str
+    value: float
+    unit: str
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def validate_scenario_names(names: Sequence[str]) -> list[str]:
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise SpecError(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    return list(names)
+
+
+def validate_profile(name: str) -> str:
+    if name not in PROFILES:
+        raise SpecError(f"unknown profile {name!r}: choose from {', '.join(PROFILES)}")
+    return name
+
+
+def load(name: str) -> ModuleType:
+    validate_scenario_names([name])
+    return importlib.import_module(f"scenarios.{name}")
+
+
+def params_for(module: ModuleType, profile: str) -> dict[str, object]:
+    return dict(module.PROFILES[validate_profile(profile)])
+
+
+def spec_for(module: ModuleType, params: dict[str, object]) -> InstanceSpec:
+    factory = getattr(module, "instance_spec", None)
+    return factory(params) if factory else InstanceSpec()
+
+
+def require_tools(instance: Instance, tools: Sequence[str]) -> None:
+    """Fail with one clear line when a tool the scenario needs is not in the image."""
+    if not tools:
+        return
+    probe = instance.exec(["sh", "-c", 'for t in "$@"; do command -v "$t" >/dev/null || echo "$t"; done',
+                           "sh", *tools], timeout=60)
+    missing = probe.stdout.split()
+    if probe.returncode != 0 or missing:
+        what = ", ".join(missing) or probe.stderr_tail()
+        raise ScenarioError(f"{what}: not found in the image on {instance.platform} "
+                            f"(add it to the image recipe and rebuild with 'python -m bench image build --rebuild')")
+
+
+def check(result: ExecResult, instance: Instance) -> ExecResult:
+    """Raise ScenarioError naming the tool and its last words when it exited non-zero."""
+    if result.returncode != 0:
+        raise ScenarioError(f"{result.argv[0]} exited {result.returncode} on {instance.platform}: "
+                            f"{result.stderr_tail() or result.stdout.strip()[-200:]}")
+    return result

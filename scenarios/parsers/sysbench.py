@@ -1,0 +1,33 @@
+"""sysbench 1.0 reports: the figures we keep, read from its fixed-format report."""
+
+from __future__ import annotations
+
+import re
+
+from scenarios.parsers import ParseError
+
+_FIELDS = {
+    "events_per_second": r"events per second:\s*([0-9.]+)",
+    "total_time_s": r"total time:\s*([0-9.]+)s",
+    "total_events": r"total number of events:\s*([0-9]+)",
+    "latency_avg_ms": r"avg:\s*([0-9.]+)",
+    "latency_p95_ms": r"95th percentile:\s*([0-9.]+)",
+    "threads": r"Number of threads:\s*([0-9]+)",
+    # memory test
+    "mib_per_second": r"MiB transferred \(([0-9.]+) MiB/sec\)",
+}
+
+
+def parse(text: str) -> dict[str, float]:
+    """Figures present in a sysbench report; ParseError if it is not a completed run."""
+    if "FATAL" in text:
+        line = next(line for line in text.splitlines() if "FATAL" in line)
+        raise ParseError(f"sysbench failed: {line.strip()}")
+    found = {}
+    for key, pattern in _FIELDS.items():
+        match = re.search(pattern, text)
+        if match:
+            found[key] = float(match.group(1))
+    if "total_time_s" not in found:
+        raise ParseError("sysbench output has no 'total time' line: the run did not complete")
+    return found

@@ -1,0 +1,70 @@
+"""The native platform for real: chroot into the shared image, scratch on the host disk, nothing left."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import InstanceError
+from runtime.native import NativePlatform
+from runtime.spec import InstanceSpec
+
+
+@pytest.fixture
+def native(image):
+    with NativePlatform(image).create(InstanceSpec(memory=2**30)) as instance:
+        yield instance
+
+
+def test_runs_the_image_binaries(native, image):
+    result = native.exec(["cat", "/etc/debian_version"])
+    assert result.ok and result.stdout.strip().startswith("12")
+    assert native.exec(["sysbench", "--version"]).stdout.startswith("sysbench 1.0")
+
+
+def test_root_is_read_only_and_tmp_is_writable(native):
+    assert not native.exec(["touch", "/etc/isolab-probe"]).ok
+    assert native.exec(["sh", "-c", "echo data > /tmp/probe && cat /tmp/probe"]).stdout == "data\n"
+    assert native.disk_usage_bytes() == 5
+
+
+def test_missing_command_is_127(native):
+    result = native.exec(["no-such-tool"])
+    assert result.returncode == 127 and "not found" in result.stderr
+
+
+def test_nonzero_exit_is_reported(native):
+    result = native.exec(["sh", "-c", "echo oops >&2; exit 3"])
+    assert result.returncode == 3 and result.stderr_tail() == "oops"
+
+
+def test_limits_are_ignored_and_said(native):
+    assert native.ignored_limits() == {"memory": 2**30}
+    assert native.metadata() == {"limits_ignored": ["memory"]}
+
+
+def test_file_transfer(native, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("hello")
+    native.put_file(src, "/tmp/in.txt")
+    native.get_file("/tmp/in.txt", tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text() == "hello"
+    with pytest.raises(InstanceError, match="only /tmp is writable"):
+        native.put_file(src, "/etc/x")
+
+
+def test_destroy_leaves_nothing(image):
+    instance = NativePlatform(image).create(InstanceSpec())
+    state, scratch = instance.state, instance.scratch
+    instance.destroy()
+    instance.destroy()  # idempotent
+    assert not state.exists() and not scratch.exists()
+    assert str(state) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_cleanup_finds_leftovers_of_a_crash(image):
+    instance = NativePlatform(image).create(InstanceSpec())
+    instance._destroyed = True  # as if the process died: destroy never ran
+    removed = NativePlatform().cleanup_leftovers()
+    assert str(instance.state) in removed
+    assert not instance.state.exists() and not os.path.exists(instance.scratch)

@@ -1,0 +1,47 @@
+"""The report from stored samples: medians table, banners, exports — no workload runs here."""
+
+from bench.results import CellOutcome, RunStore, SampleRecord
+from reporting.html import build
+from reporting.summary import summary_frame
+
+
+def make_run(tmp_path, accelerator="tcg"):
+    store = RunStore.create(tmp_path / "results", "r1")
+    store.write_run_info({"run_id": "r1", "status": "complete",
+                          "config": {"profile": "quick", "reps": 3, "platforms": ["native", "container", "vm"],
+                                     "scenarios": ["cpu"]}})
+    store.write_env({"platforms": {"vm": {"available": True, "accelerator": accelerator,
+                                          "accelerator_reason": "no vmx/svm: KVM-PVM"}},
+                     "host": {"kernel": "6.1"}, "cpu": {}, "memory_bytes": 2**30, "command_line": ["x"]})
+    for platform, base in (("native", 100.0), ("container", 99.0), ("vm", 40.0)):
+        for rep, delta in enumerate((0.0, 1.0, -1.0), start=1):
+            store.add_sample(SampleRecord("r1", platform, "cpu", "sysbench_cpu_events_per_s", base + delta,
+                                          "events/s", rep, {"threads": 1}))
+    store.add_outcome(CellOutcome("native", "cpu", "ok", repetitions=3))
+    store.add_outcome(CellOutcome("vm", "cpu", "failed", "guest agent did not answer", repetitions=3))
+    return store
+
+
+def test_summary_ratios(tmp_path):
+    summary = summary_frame(make_run(tmp_path).samples()).set_index("platform")
+    assert summary.loc["native", "n"] == 3
+    assert summary.loc["native", "median"] == 100.0
+    assert summary.loc["container", "ratio_to_native"] == 0.99
+    assert summary.loc["vm", "ratio_to_native"] == 0.4
+
+
+def test_report_is_self_contained_and_honest(tmp_path):
+    path = build(make_run(tmp_path), tmp_path / "reports")
+    text = path.read_text()
+    assert path.name == "r1.html"
+    assert "100 [99–101]" in text  # median with its CI
+    assert "was <em>emulated</em>" in text and "TCG" in text  # the accelerator banner
+    assert "guest agent did not answer" in text  # failures are listed with the reason
+    assert "<svg" in text  # plots are inline
+    assert 'src="http' not in text and "<link" not in text and "<script" not in text  # nothing fetched
+    assert (tmp_path / "reports" / "r1.csv").exists() and (tmp_path / "reports" / "r1.tex").exists()
+
+
+def test_kvm_banner(tmp_path):
+    text = build(make_run(tmp_path, accelerator="kvm"), tmp_path / "reports").read_text()
+    assert "KVM (hardware virtualization)" in text and "was <em>emulated</em>" not in text
