@@ -105,7 +105,8 @@ class VmInstance(Instance):
         try:
             self._domain.create()
         except libvirt.libvirtError as exc:
-            raise InstanceError(f"{self.where}: libvirt could not start {self.name}: "
+            raise InstanceError(f"{self.where}: libvirt could not start {self.name} under "
+                                f"{owner.accel.accel.upper()} ({owner.accel.reason}): "
                                 f"{exc.get_error_message()}") from exc
         self.start_phases.lap("qemu_up")
         watch = SerialWatch(self.serial_log)

@@ -1,0 +1,145 @@
+"""Real VM boots under libvirt (TCG here, KVM where the host can): one module-scoped VM for most checks.
+
+Skips only when libvirt or qemu is truly absent (the reason is printed). No timing assertions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from runtime.errors import ExecTimeout
+from runtime.spec import InstanceSpec
+
+pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.image]
+
+SPEC = InstanceSpec(cpus=2, memory=768 * 1024**2, network="bridge", hostname="islvmtest",
+                    env={"ISOLAB_SPEC_ENV": "from-spec"})
+
+
+def require_libvirt():
+    missing = [t for t in ("qemu-system-x86_64", "qemu-img", "virsh") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"VM tests need {', '.join(missing)} (not installed)")
+    try:
+        import libvirt  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"VM tests need libvirt-python: {exc}")
+
+
+@pytest.fixture(scope="module")
+def platform(require_root, image):
+    require_libvirt()
+    from runtime.vm.platform import VmPlatform
+
+    vm_platform = VmPlatform(image, accel="auto")
+    vm_platform.check_available()
+    return vm_platform
+
+
+@pytest.fixture(scope="module")
+def vm(platform):
+    instance = platform.create(SPEC)
+    yield instance
+    instance.destroy()
+
+
+def test_environment_names_accelerator(platform):
+    env = platform.environment()
+    assert env["accelerator"] in ("kvm", "tcg") and env["accelerator_reason"]
+    assert env["qemu_version"] and env["libvirt_version"]
+    if os.path.exists("/sys/module/kvm_pvm"):
+        assert env["accelerator"] == "tcg" and "PVM" in env["accelerator_reason"]
+
+
+def test_phases_and_metadata(vm, platform):
+    assert list(vm.start_phases.phases) == ["define", "qemu_up", "kernel", "init", "agent"]
+    assert all(v >= 0 for v in vm.start_phases.phases.values())
+    assert vm.metadata()["accelerator"] == platform.accel.accel
+    print("boot phases (s):", {k: round(v, 3) for k, v in vm.start_phases.phases.items()})
+
+
+def test_uname_nproc_memory(vm, image):
+    assert vm.exec(["uname", "-r"], timeout=60).stdout.strip() == image.kernel_version
+    assert vm.exec(["nproc"], timeout=60).stdout.strip() == "2"
+    meminfo = vm.exec(["cat", "/proc/meminfo"], timeout=60).stdout
+    total_kib = int(next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal:")))
+    assert 0.8 * 768 * 1024 < total_kib <= 768 * 1024
+
+
+def test_fio_json_through_agent(vm, tmp_path):
+    out = f"{vm.scratch_dir}/fio.json"
+    result = vm.exec(["fio", "--name=isl", f"--directory={vm.scratch_dir}", "--rw=randrw", "--bs=4k",
+                      "--size=16m", "--time_based", "--runtime=5", "--ioengine=psync",
+                      "--output-format=json", f"--output={out}"], timeout=120)
+    assert result.ok, result.stderr
+    vm.get_file(out, tmp_path / "fio.json")
+    data = json.loads((tmp_path / "fio.json").read_text())
+    job = data["jobs"][0]
+    assert job["jobname"] == "isl" and job["job_runtime"] >= 4000
+    assert job["read"]["io_bytes"] > 0
+
+
+def test_missing_command_is_127(vm):
+    result = vm.exec(["no-such-command-isolab"], timeout=60)
+    assert result.returncode == 127
+    assert "no-such-command-isolab" in result.stderr and "not found" in result.stderr
+
+
+def test_timeout_raises_and_vm_survives(vm):
+    with pytest.raises(ExecTimeout, match="sleep"):
+        vm.exec(["sleep", "60"], timeout=2)
+    assert vm.exec(["true"], timeout=60).ok
+    assert "sleep 60" not in vm.exec(["ps", "-eo", "args"], timeout=60).stdout
+
+
+def test_env_and_exit_code(vm):
+    result = vm.exec(["sh", "-c", 'echo "$ISOLAB_SPEC_ENV $EXTRA"; echo oops >&2; exit 3'],
+                     timeout=60, env={"EXTRA": "from-call"})
+    assert (result.returncode, result.stdout, result.stderr) == (3, "from-spec from-call\n", "oops\n")
+
+
+def test_large_output_and_file_roundtrip(vm, tmp_path):
+    big = vm.exec(["sh", "-c", "head -c 3500000 /dev/zero | tr '\\0' x"], timeout=120)
+    assert big.ok and len(big.stdout) == 3_500_000 and set(big.stdout) == {"x"}
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    (tmp_path / "in.bin").write_bytes(payload)
+    vm.put_file(tmp_path / "in.bin", "/tmp/in.bin")
+    digest = vm.exec(["sha256sum", "/tmp/in.bin"], timeout=60).stdout.split()[0]
+    assert digest == hashlib.sha256(payload).hexdigest()
+    vm.get_file("/tmp/in.bin", tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == payload
+
+
+def test_overlay_grows_with_writes(vm):
+    before = vm.disk_usage_bytes()
+    assert before is not None and before > 0
+    assert vm.exec(["sh", "-c", "dd if=/dev/urandom of=/tmp/grow bs=1M count=32 conv=fsync 2>/dev/null"],
+                   timeout=120).ok
+    assert vm.disk_usage_bytes() >= before + 16 * 1024 * 1024
+
+
+def test_bridge_address(vm):
+    assert vm.address and vm.address.startswith("10.213.0.")
+    addrs = vm.exec(["ip", "-4", "-o", "addr", "show"], timeout=60).stdout
+    assert f"{vm.address}/24" in addrs
+    assert vm.exec(["hostname"], timeout=60).stdout.strip() == "islvmtest"
+    assert vm.exec(["busybox", "ping", "-c", "1", "-W", "3", "10.213.0.1"], timeout=60).ok
+
+
+def test_destroy_leaves_nothing(platform):
+    from runtime.vm.instance import VM_STATE_ROOT
+
+    instance = platform.create(InstanceSpec(cpus=1, memory=256 * 1024**2))
+    assert instance.shutdown(timeout=30)  # graceful: guest PID 1 powers off
+    instance.destroy()
+    instance.destroy()  # idempotent
+    names = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
+                           text=True, timeout=30).stdout.split()
+    assert instance.name not in names
+    assert not (VM_STATE_ROOT / instance.instance_id).exists()
