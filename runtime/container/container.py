@@ -93,6 +93,7 @@ class Container:
         self.status = "new"
         self._ns: dict[str, int] = {}
         self._cgroup_made = False
+        self._owned = True  # False for a handle loaded from another process's state
 
     # ---- create ---------------------------------------------------------------------------------
     def create(self) -> Container:
@@ -263,6 +264,8 @@ class Container:
         if self.returncode is not None or self.pid is None:
             return self.returncode if self.returncode is not None else -1
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._owned:
+            return self._wait_foreign(deadline)
         while True:
             pid, status = os.waitpid(self.pid, 0 if deadline is None else os.WNOHANG)
             if pid:
@@ -272,6 +275,15 @@ class Container:
             if deadline is not None and time.monotonic() > deadline:
                 raise ExecTimeout(f"container {self.instance_id}: still running after {timeout} s")
             time.sleep(0.005)
+
+    def _wait_foreign(self, deadline: float | None) -> int:
+        while _pid_alive(self.pid):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ExecTimeout(f"container {self.instance_id}: pid {self.pid} still running")
+            time.sleep(0.01)
+        self.returncode = -1
+        self.status = "exited"
+        return self.returncode
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
         """Send `sig` to pid 1 (the init forwards it to the workload)."""
@@ -363,6 +375,8 @@ class Container:
             shutil.rmtree(self.layer_dir, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.status = "destroyed"
+            _remove_if_empty(self.state_dir.parent, self.layer_dir.parent)
+            self.cgroup.remove_parent_if_empty()
 
     def save_state(self) -> None:
         data = {"id": self.instance_id, "status": self.status, "owner_pid": os.getpid(), "pid": self.pid,
@@ -373,12 +387,55 @@ class Container:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.state_dir / STATE_FILE)
 
+    @classmethod
+    def load(cls, instance_id: str) -> Container:
+        """A handle on a container another runtime process started (from its state.json)."""
+        path = state_dir(instance_id) / STATE_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InstanceError(f"no such container {instance_id!r} (no {path})") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InstanceError(f"container {instance_id}: unreadable {path}: {exc}") from exc
+        spec = InstanceSpec(**data["spec"])
+        container = cls(spec, data["layers"], data.get("argv"), image_name=data.get("image", "base"),
+                        instance_id=instance_id)
+        container.pid = data.get("pid")
+        container.status = data.get("status", "exited")
+        container.returncode = data.get("returncode")
+        container.network.address = data.get("net_address")
+        container._cgroup_made = True
+        container._owned = False
+        if container.status == "running" and not _pid_alive(container.pid):
+            container.status = "exited"
+        if container.status != "running":
+            container.returncode = container.returncode if container.returncode is not None else -1
+        return container
+
     def __enter__(self) -> Container:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.destroy()
+
+
+def _remove_if_empty(*directories: Path) -> None:
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            pass  # other instances (or other platforms) still use it
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _report(fd: int, message: str) -> None:

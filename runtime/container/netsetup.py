@@ -23,6 +23,7 @@ from runtime.network.bridge import (
     allocate_address,
     ensure_bridge,
     release_address,
+    release_owner,
 )
 from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link, set_rate_limit
 from runtime.spec import InstanceSpec
@@ -119,7 +120,9 @@ class ContainerNetwork:
         finally:
             if self.bridge is not None and self.address is not None:
                 release_address(self.bridge, self.address)
-                self.address = None
+            elif self.address is not None:
+                release_owner(self.bridge_name, self.instance_id)
+            self.address = None
 
     def state(self) -> dict[str, Any]:
         return {"mode": self.mode, "bridge": self.bridge_name if self.mode == "bridge" else None,

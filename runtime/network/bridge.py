@@ -148,3 +148,15 @@ def release_owner(bridge_name: str, owner: str) -> None:
         kept = {a: e for a, e in book.items() if e.get("owner") != owner}
         if kept != book:
             _write_book(bridge_name, kept)
+
+
+def live_reservations(name: str) -> list[str]:
+    """Addresses on bridge `name` still reserved by running processes."""
+    return sorted(a for a, e in _read_book(name).items() if _pid_alive(int(e.get("pid", 0))))  # type: ignore[arg-type]
+
+
+def remove_bridge_if_unused(name: str = DEFAULT_BRIDGE) -> bool:
+    """Delete the bridge when nothing is attached and no running process holds an address on it."""
+    if bridge_ports(name) or live_reservations(name):
+        return False
+    return remove_bridge(name)

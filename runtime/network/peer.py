@@ -7,7 +7,9 @@ the instance under test. Everything (netns, veth, address) goes away on `destroy
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +20,7 @@ from typing import Any
 
 from runtime.errors import ExecTimeout, InstanceError
 from runtime.linux import syscalls as sc
-from runtime.naming import link_name, new_instance_id
+from runtime.naming import link_name, new_instance_id, state_dir
 from runtime.network.bridge import Bridge, allocate_address, release_address
 from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link
 from runtime.spec import ExecResult
@@ -43,6 +45,7 @@ class PeerNamespace:
         self.address: str | None = None
         self._procs: list[subprocess.Popen[Any]] = []
         self._created = False
+        self.state_dir = state_dir(self.peer_id)
         self._start()
 
     def _start(self) -> None:
@@ -51,6 +54,10 @@ class PeerNamespace:
         if not (self.rootfs / "bin").exists():
             raise InstanceError(f"peer: image rootfs {self.rootfs} does not exist")
         try:
+            self.state_dir.mkdir(parents=True)
+            (self.state_dir / "state.json").write_text(json.dumps(
+                {"id": self.peer_id, "owner_pid": os.getpid(), "netns": self.netns,
+                 "host_link": self.host_link, "bridge": self.bridge.name}))
             netns.create(self.netns)
             self._created = True
             self.address = allocate_address(self.bridge, owner=self.peer_id)
@@ -135,6 +142,7 @@ class PeerNamespace:
         if self.address:
             release_address(self.bridge, self.address)
             self.address = None
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def __enter__(self) -> PeerNamespace:
         return self

@@ -69,6 +69,9 @@ def keyed(text: str) -> dict[str, int]:
 def mkdir(path: Path) -> None:
     try:
         path.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        path.parent.mkdir(exist_ok=True)  # another instance removed the shared parent meanwhile
+        path.mkdir(exist_ok=True)
     except OSError as exc:
         raise InstanceError(f"cgroup: mkdir {path}: {exc.strerror}") from exc
 
@@ -146,3 +149,11 @@ class Cgroup(ABC):
     @abstractmethod
     def paths(self) -> list[Path]:
         """The cgroup's directories."""
+
+    def remove_parent_if_empty(self) -> None:
+        """rmdir the shared `isolab` parent(s) when no instance uses them (EBUSY otherwise)."""
+        for path in self.paths():
+            try:
+                os.rmdir(path.parent)
+            except OSError:
+                pass

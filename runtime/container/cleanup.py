@@ -1,0 +1,142 @@
+"""Find and remove what a crashed (e.g. SIGKILLed) runtime left: processes, cgroups, veths, netns,
+address reservations, state dirs and writable layers. Only container (`ct-*`) and network (`peer-*`,
+`isl*` veths and netns, an unused suite bridge) objects are touched; objects whose owning process
+is still alive are left alone unless `everything` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from runtime.container.cgroups import make_cgroup
+from runtime.container.cgroups.base import kill_procs, rmdir_retry
+from runtime.container.cgroups.detect import CGROUP_ROOT, _hierarchies, cgroup_version
+from runtime.linux import syscalls as sc
+from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT
+from runtime.network.bridge import NET_STATE, bridge_ports, live_reservations, release_owner, remove_bridge
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _state(path: Path) -> dict[str, object]:
+    try:
+        return json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _cgroup_roots() -> list[Path]:
+    if cgroup_version() == 2:
+        return [CGROUP_ROOT / CGROUP_PARENT]
+    return sorted({root / CGROUP_PARENT for root in _hierarchies().values()})
+
+
+def _remove_container(instance_id: str, data: dict[str, object]) -> list[str]:
+    removed = []
+    cgroup = make_cgroup(instance_id)
+    cgroup.kill_all()
+    for path in cgroup.paths():
+        if path.exists() and rmdir_retry(path):
+            removed.append(str(path))
+    bridge = data.get("net_bridge")
+    if isinstance(bridge, str):
+        release_owner(bridge, instance_id)
+    state = STATE_ROOT / instance_id
+    removed += sc.detach_all_under(state)
+    for path in (state, SCRATCH_ROOT / instance_id):
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
+
+
+def _live_tokens(everything: bool) -> set[str]:
+    """Hex tokens (as in isl<token>) of containers and peers whose owner process still runs."""
+    live = set()
+    if STATE_ROOT.is_dir() and not everything:
+        for path in list(STATE_ROOT.glob("ct-*")) + list(STATE_ROOT.glob("peer-*")):
+            if _alive(_state(path).get("owner_pid")):
+                live.add(path.name.rsplit("-", 1)[-1])
+    return live
+
+
+def _remove_network(live: set[str]) -> list[str]:
+    from pyroute2 import IPRoute, netns
+
+    removed = []
+    for name in netns.listnetns():
+        if name.startswith(LINK_PREFIX) and name[len(LINK_PREFIX):len(LINK_PREFIX) + 8] not in live:
+            netns.remove(name)
+            removed.append(f"netns {name}")
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME") or ""
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if kind == "veth" and name.startswith(LINK_PREFIX) and name[3:11] not in live:
+                ipr.link("del", index=link["index"])
+                removed.append(f"link {name}")
+    for bridge in _suite_bridges():
+        if not bridge_ports(bridge) and not live_reservations(bridge):
+            remove_bridge(bridge)
+            removed.append(f"bridge {bridge}")
+    return removed
+
+
+def _suite_bridges() -> list[str]:
+    net = Path("/sys/class/net")
+    return sorted(p.name for p in net.iterdir() if p.name.startswith(LINK_PREFIX) and (p / "bridge").is_dir())
+
+
+def cleanup(everything: bool = False) -> list[str]:
+    """Remove leftovers; returns a line per removed object."""
+    removed: list[str] = []
+    if STATE_ROOT.is_dir():
+        for path in sorted(STATE_ROOT.glob("ct-*")):
+            data = _state(path)
+            if everything or not _alive(data.get("owner_pid")):
+                removed += _remove_container(path.name, data)
+        for path in sorted(STATE_ROOT.glob("peer-*")):
+            data = _state(path)
+            if everything or not _alive(data.get("owner_pid")):
+                bridge = data.get("bridge")
+                if isinstance(bridge, str):
+                    release_owner(bridge, path.name)
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+    if SCRATCH_ROOT.is_dir():
+        for path in sorted(SCRATCH_ROOT.glob("ct-*")):
+            if not (STATE_ROOT / path.name).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+    live = _live_tokens(everything)
+    for parent in _cgroup_roots():
+        if not parent.is_dir():
+            continue
+        for child in sorted(p for p in parent.iterdir() if p.is_dir()):
+            if child.name.rsplit("-", 1)[-1] not in live:
+                kill_procs(child / "cgroup.procs")
+                if rmdir_retry(child):
+                    removed.append(str(child))
+        if not any(p.is_dir() for p in parent.iterdir()) and rmdir_retry(parent):
+            removed.append(str(parent))
+    removed += _remove_network(live)
+    for directory in (NET_STATE, STATE_ROOT, SCRATCH_ROOT):
+        try:
+            directory.rmdir()  # only when empty: other platforms' state stays
+        except OSError:
+            pass
+    return removed

@@ -1,0 +1,106 @@
+"""The `container` platform of the harness: InstanceSpec -> a running container of our own runtime.
+
+Each instance is a container running the tiny init (a sleeping pid 1); the harness `exec`s commands
+into it through setns. Options: `image_name` (a committed image, default `base` = the shared rootfs)
+and `layers` (explicit extra read-only layer directories stacked on top of it, base first).
+"""
+
+from __future__ import annotations
+
+import os
+import platform as host_platform
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.container.cgroups import cgroup_version
+from runtime.container.cleanup import cleanup
+from runtime.container.container import Container
+from runtime.container.layers import BASE, LayerStore
+from runtime.errors import InstanceError, IsolabError, PlatformUnavailable
+from runtime.image.store import Image
+from runtime.platform import Instance, Platform
+from runtime.spec import ExecResult, InstanceSpec
+
+
+class ContainerInstance(Instance):
+    platform = "container"
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.instance_id = container.instance_id
+        self.spec = container.spec
+        self.start_phases = container.start_phases
+
+    def exec(self, argv: Sequence[str], timeout: float = 600.0,
+             env: dict[str, str] | None = None) -> ExecResult:
+        return self.container.exec(argv, timeout=timeout, env=env)
+
+    def put_file(self, local: Path, remote: str) -> None:
+        shutil.copyfile(local, self.container.path_inside(remote))
+
+    def get_file(self, remote: str, local: Path) -> None:
+        shutil.copyfile(self.container.path_inside(remote), local)
+
+    @property
+    def address(self) -> str | None:
+        return self.container.network.address
+
+    def ignored_limits(self) -> dict[str, object]:
+        return dict(self.container.ignored)
+
+    def disk_usage_bytes(self) -> int:
+        return self.container.disk_usage_bytes()
+
+    def metadata(self) -> dict[str, object]:
+        meta: dict[str, object] = {"cgroup_version": cgroup_version(), "image": self.container.image_name}
+        if self.container.ignored:
+            meta["limits_ignored"] = sorted(self.container.ignored)
+        return meta
+
+    def destroy(self) -> None:
+        self.container.destroy()
+
+
+class ContainerPlatform(Platform):
+    name = "container"
+
+    def __init__(self, image: Image | None = None, *, image_name: str = BASE,
+                 layers: Sequence[str | Path] = (), **_options: object) -> None:
+        self.image = image
+        self.image_name = image_name
+        self.extra_layers = [Path(p) for p in layers]
+
+    def layer_store(self) -> LayerStore:
+        if self.image is None:
+            raise InstanceError("container: no image given")
+        return LayerStore(self.image.rootfs)
+
+    def check_available(self) -> None:
+        if os.geteuid() != 0:
+            raise PlatformUnavailable("container: needs root (namespaces, cgroups, overlayfs)")
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            raise PlatformUnavailable("container: the kernel has no overlayfs (/proc/filesystems)")
+        try:
+            cgroup_version()
+            import pyroute2  # noqa: F401
+        except (IsolabError, ImportError) as exc:
+            raise PlatformUnavailable(f"container: {exc}") from exc
+
+    def create(self, spec: InstanceSpec) -> ContainerInstance:
+        layers = self.layer_store().resolve(self.image_name) + self.extra_layers
+        container = Container(spec, layers, None, image_name=self.image_name)
+        container.create()
+        container.start()
+        return ContainerInstance(container)
+
+    def environment(self) -> dict[str, object]:
+        return {"runtime": "isolab container runtime (in-process fork, overlayfs, pivot_root)",
+                "cgroup_version": cgroup_version(), "kernel": host_platform.release(),
+                "namespaces": "pid mnt uts ipc net", "image": self.image_name}
+
+    def cleanup_leftovers(self) -> list[str]:
+        return cleanup()
+
+
+__all__ = ["ContainerInstance", "ContainerPlatform", "Instance"]
