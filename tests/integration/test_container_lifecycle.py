@@ -1,0 +1,170 @@
+"""Real (root) lifecycle: the harness contract, the CLI, bad input, and cleanup after a SIGKILLed runtime."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.container.cleanup import cleanup
+from runtime.container.container import Container
+from runtime.container.platform import ContainerPlatform
+from runtime.errors import ImageError, InstanceError, SpecError
+from runtime.naming import SCRATCH_ROOT, STATE_ROOT
+from runtime.network.bridge import remove_bridge_if_unused
+from runtime.spec import InstanceSpec, parse_size
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _ours() -> list[str]:
+    """Every container/network object on the host (the things `cleanup` owns)."""
+    found = [line for line in open("/proc/self/mounts") if "isolab/ct-" in line]
+    for root in (STATE_ROOT, SCRATCH_ROOT):
+        if root.is_dir():
+            found += [str(p) for p in root.iterdir() if p.name.startswith(("ct-", "peer-"))]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/isolab/ct-*")]
+    found += [p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("isl")]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [p.name for p in netns.iterdir() if p.name.startswith("isl")]
+    return found
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def test_platform_contract(image, require_root, tmp_path):
+    platform = ContainerPlatform(image)
+    platform.check_available()
+    assert platform.environment()["cgroup_version"] == 1
+    with platform.create(InstanceSpec(network="bridge", cpus=1, io_write_bps=10_000_000)) as inst:
+        assert inst.platform == "container" and inst.scratch_dir == "/tmp"
+        assert inst.address and inst.address.startswith("10.213.0.")
+        assert set(inst.start_phases.phases) == {"cgroup", "namespaces", "mounts", "network", "exec"}
+        local = tmp_path / "in.txt"
+        local.write_text("payload")
+        inst.put_file(local, "/tmp/in.txt")
+        assert inst.exec(["cat", "/tmp/in.txt"]).stdout == "payload"
+        inst.get_file("/etc/os-release", tmp_path / "os-release")
+        assert "debian" in (tmp_path / "os-release").read_text().lower()
+        assert inst.disk_usage_bytes() > 0
+        assert inst.ignored_limits() == {}  # the scratch disk is a real block device here
+        missing = inst.exec(["isl-missing"])
+        assert missing.returncode == 127 and "not found" in missing.stderr
+    remove_bridge_if_unused()
+    assert not _ours()
+
+
+@pytest.mark.parametrize("case", ["missing-layer", "bad-memory", "bad-network", "missing-command"])
+def test_bad_input_one_error_nothing_left(image, require_root, case):
+    before = _ours()
+    if case == "missing-layer":
+        with pytest.raises(ImageError, match="/nonexistent/layer"):
+            Container(InstanceSpec(), [image.rootfs, Path("/nonexistent/layer")], ["true"]).start()
+    elif case == "bad-memory":
+        with pytest.raises(SpecError, match="-5"):
+            InstanceSpec(memory=parse_size("-5", "--memory"))
+    elif case == "bad-network":
+        with pytest.raises(SpecError, match="unknown network mode 'wifi'"):
+            InstanceSpec(network="wifi")
+    else:
+        with pytest.raises(InstanceError, match="command not found in the image: isl-nope"):
+            Container(InstanceSpec(network="bridge"), [image.rootfs], ["isl-nope"]).start()
+        remove_bridge_if_unused()
+    assert _ours() == before
+
+
+def test_cli_run_streams_and_passes_exit_codes(image, require_root):
+    done = _cli("run", "--rm", "--hostname", "clibox", "--", "sh", "-c", "hostname; echo oops >&2; exit 7")
+    assert (done.returncode, done.stdout, done.stderr) == (7, "clibox\n", "oops\n")
+    killed = _cli("run", "--rm", "--", "sh", "-c", "kill -KILL $$")
+    assert killed.returncode == 137
+    bad_inputs = ((["--memory", "-5"], "invalid --memory"), (["--net", "wifi"], "unknown network mode"),
+                  (["--image", "isl-none"], "image 'isl-none' not found"))
+    for args, needle in bad_inputs:
+        bad = _cli("run", *args, "--", "true")
+        assert bad.returncode == 125 and len(bad.stderr.strip().splitlines()) == 1 and needle in bad.stderr
+    nocmd = _cli("run", "--rm", "--", "isl-nope")
+    assert nocmd.returncode == 127 and "command not found in the image: isl-nope" in nocmd.stderr
+    assert not _ours()
+
+
+def test_cli_ps_exec_kill_diff_rm(image, require_root, tmp_path):
+    cidfile = tmp_path / "cid"
+    runner = subprocess.Popen([sys.executable, "-m", "runtime", "run", "--cidfile", str(cidfile), "--",
+                               "sh", "-c", "echo hi > /root/note; sleep 60"], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if cidfile.exists() and cidfile.read_text().strip() in _cli("ps", "-q").stdout:
+                break
+            time.sleep(0.05)
+        cid = cidfile.read_text().strip()
+        assert _cli("exec", cid, "--", "sh", "-c", "test -f /root/note && exit 4").returncode == 4
+        assert _cli("exec", cid, "--", "isl-nope").returncode == 127
+        assert _cli("kill", "-s", "TERM", cid).returncode == 0
+        assert runner.wait(timeout=20) == 128 + signal.SIGTERM
+        assert cid in _cli("ps", "-a").stdout
+        assert "A /root/note" in _cli("diff", cid).stdout
+        assert _cli("rm", cid).returncode == 0
+        assert cid not in _cli("ps", "-a").stdout
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        cleanup()
+    assert not _ours()
+
+
+SLOW_START = textwrap.dedent("""
+    import sys, time
+    from runtime.container.container import Container
+    from runtime.image.build import ensure_image
+    from runtime.spec import InstanceSpec
+    c = Container(InstanceSpec(network="bridge", memory=64 << 20), [ensure_image().rootfs])
+    c.create()
+    print("created", c.instance_id, flush=True)
+    if sys.argv[1] == "started":
+        c.start()
+        print("started", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("when", ["created", "started"])
+def test_cleanup_after_sigkilled_runtime(image, require_root, when):
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_START, when], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2 if when == "started" else 1)]  # type: ignore[union-attr]
+        assert lines[-1].startswith(when), proc.stderr.read() if proc.stderr else ""
+        instance_id = lines[0].split()[1]
+        assert (STATE_ROOT / instance_id).exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _ours(), "the killed runtime should have left something to clean"
+    if when == "started":
+        assert any(Path("/sys/fs/cgroup/pids/isolab").glob(f"{instance_id}/cgroup.procs"))
+    result = _cli("cleanup")
+    assert result.returncode == 0, result.stderr
+    assert instance_id in result.stdout
+    assert not _ours()
+    assert not list(Path("/sys/fs/cgroup").glob("*/isolab"))
+
+
+def test_zz_host_left_clean(require_root):
+    """Runs last in this module: nothing of ours remains (mounts, cgroups, links, netns, state)."""
+    assert not _ours()  # (other platforms' objects, e.g. native's nat-* mounts, are not ours to judge)
+    assert "isolab/ct-" not in open("/proc/self/mounts").read()
+    assert not list(Path("/sys/fs/cgroup").glob("*/isolab/ct-*"))
+    assert not os.path.exists(STATE_ROOT / "net") or not any((STATE_ROOT / "net").iterdir())
