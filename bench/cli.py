@@ -4,7 +4,8 @@
   python -m bench image build [--rebuild]    build or reuse the shared root filesystem
   python -m bench image list | rm HASH|all
   python -m bench run [--platform native,container,vm] [--scenario cpu] [--profile quick|full]
-                      [--repetitions N] [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
+                      [--repetitions N] [--max-repetitions M] [--cv-target 0.05]
+                      [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
   python -m bench report [RUN_ID]            (default: the latest run)
   python -m bench cleanup                    remove what crashed runs left on this host
 
@@ -55,11 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if resume:
         config = RunConfig.from_dict(resume.run_info()["config"])  # type: ignore[arg-type]
     else:
-        config = parse_selection(args.platform, args.scenario, args.profile, args.repetitions, args.accel)
+        config = parse_selection(args.platform, args.scenario, args.profile, args.repetitions, args.accel,
+                                 args.max_repetitions, args.cv_target)
     hostsetup.ensure_host(lambda msg: _say(f"setup: {msg}"))
     image = images.build(console)
     _say(f"run: platforms {', '.join(config.platforms)}; scenarios {', '.join(config.scenarios)}; "
-         f"profile {config.profile}; {config.reps} repetitions per cell")
+         f"profile {config.profile}; {config.reps} repetitions per cell, up to {config.max_reps} "
+         f"while CV > {100 * config.cv_target:.0f}%")
     result = execute(config, image, _say, resume=resume, command_line=["python", "-m", "bench", *sys.argv[1:]])
     _say(f"results: {result.store.path}")
     for line in result.skipped:
@@ -69,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from reporting.html import build
 
-        _say(f"report: {build(result.store)}")
+        _say(f"report: {build(result.store).resolve()}")
     if result.exit_code == 2:
         _say(f"interrupted: resume with 'python -m bench run --resume {result.store.run_id}'")
         return 130
@@ -81,7 +84,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reporting.html import build
 
     store = RunStore.open(args.run_id) if args.run_id else RunStore.latest()
-    _say(f"report: {build(store)}")
+    _say(f"report: {build(store).resolve()}")
     return 0
 
 
@@ -110,7 +113,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--platform", help="comma-separated (default: all)")
     run.add_argument("--scenario", help="comma-separated (default: all)")
     run.add_argument("--profile", default="quick", help="quick (CI) or full (papers)")
-    run.add_argument("--repetitions", type=int, help="repetitions per cell (default: per profile)")
+    run.add_argument("--repetitions", type=int, help="minimum repetitions per cell (default: per profile)")
+    run.add_argument("--max-repetitions", type=int,
+                     help="extend up to this many while CV > target (default: per profile, or 2 x --repetitions)")
+    run.add_argument("--cv-target", type=float, default=0.05, help="CV that ends extension (default 0.05)")
     run.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg")
     run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
     run.add_argument("--no-report", action="store_true")

@@ -9,6 +9,10 @@ from runtime.platform import platform_names, validate_platform_names
 from scenarios.base import SCENARIOS, validate_profile, validate_scenario_names
 
 DEFAULT_REPETITIONS = {"quick": 3, "full": 10}
+# Repetitions extend while any metric's CV is above the target, up to this cap (like Phoronix's
+# dynamic run count); the cap is per profile, or twice the requested repetitions.
+DEFAULT_MAX_REPETITIONS = {"quick": 5, "full": 30}
+DEFAULT_CV_TARGET = 0.05
 ACCELERATORS = ("auto", "kvm", "tcg")
 
 
@@ -23,6 +27,8 @@ class RunConfig:
     profile: str = "quick"
     repetitions: int | None = None  # None: the profile's default
     accel: str = "auto"
+    max_repetitions: int | None = None  # None: the profile's cap (or 2 x repetitions)
+    cv_target: float = DEFAULT_CV_TARGET
 
     def __post_init__(self) -> None:
         validate_platform_names(self.platforms)
@@ -32,31 +38,49 @@ class RunConfig:
             raise SpecError("a run needs at least one platform and one scenario")
         if self.repetitions is not None and self.repetitions < 1:
             raise SpecError(f"invalid repetitions {self.repetitions}: must be at least 1")
+        if self.max_repetitions is not None and self.max_repetitions < self.reps:
+            raise SpecError(f"invalid max repetitions {self.max_repetitions}: below the {self.reps} repetitions asked")
+        if not 0 <= self.cv_target < 1:
+            raise SpecError(f"invalid CV target {self.cv_target}: expected a fraction such as 0.05")
         if self.accel not in ACCELERATORS:
             raise SpecError(f"unknown accelerator {self.accel!r}: choose from {', '.join(ACCELERATORS)}")
 
     @property
     def reps(self) -> int:
+        """Repetitions every cell gets at least."""
         return self.repetitions or DEFAULT_REPETITIONS[self.profile]
+
+    @property
+    def max_reps(self) -> int:
+        """Repetitions a cell may extend to while its CV stays above the target."""
+        if self.max_repetitions is not None:
+            return self.max_repetitions
+        if self.repetitions is not None:
+            return 2 * self.repetitions
+        return DEFAULT_MAX_REPETITIONS[self.profile]
 
     def cells(self) -> list[tuple[str, str]]:
         """(platform, scenario) in run order: scenario-major, so platforms alternate per scenario."""
         return [(p, s) for s in self.scenarios for p in self.platforms]
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "reps": self.reps}
+        return {**asdict(self), "reps": self.reps, "max_reps": self.max_reps}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RunConfig:
         return cls(platforms=tuple(data["platforms"]), scenarios=tuple(data["scenarios"]),  # type: ignore[arg-type]
                    profile=str(data["profile"]), repetitions=data.get("repetitions"),  # type: ignore[arg-type]
-                   accel=str(data.get("accel", "auto")))
+                   accel=str(data.get("accel", "auto")),
+                   max_repetitions=data.get("max_repetitions"),  # type: ignore[arg-type]
+                   cv_target=float(data.get("cv_target", DEFAULT_CV_TARGET)))  # type: ignore[arg-type]
 
 
 def parse_selection(platforms: str | None, scenarios: str | None, profile: str, repetitions: int | None,
-                    accel: str = "auto") -> RunConfig:
+                    accel: str = "auto", max_repetitions: int | None = None,
+                    cv_target: float = DEFAULT_CV_TARGET) -> RunConfig:
     return RunConfig(
         platforms=tuple(split_names(platforms)) or tuple(platform_names()),
         scenarios=tuple(split_names(scenarios)) or SCENARIOS,
-        profile=profile, repetitions=repetitions, accel=accel,
+        profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
+        cv_target=cv_target,
     )

@@ -25,6 +25,26 @@ from scenarios import base as scenario_base
 Say = Callable[[str], None]
 
 
+class _EnoughRepetitions(BaseException):
+    """Ends pytest-benchmark's rounds early once every metric is precise enough.
+
+    A BaseException, so pytest-benchmark keeps the rounds already timed (it discards a benchmark
+    only on an Exception)."""
+
+
+def noisiest(per_metric: dict[str, list[float]]) -> tuple[str, float]:
+    """The metric with the largest coefficient of variation, and that CV (0 with < 2 values)."""
+    worst, worst_cv = "", 0.0
+    for key, values in per_metric.items():
+        if len(values) < 2:
+            continue
+        mean = statistics.fmean(values)
+        cv = statistics.stdev(values) / mean if mean else 0.0
+        if cv > worst_cv:
+            worst, worst_cv = key, cv
+    return worst, worst_cv
+
+
 class Harness:
     def __init__(self, config: RunConfig, store: RunStore, image: Image, say: Say,
                  skip_cells: set[tuple[str, str]] | None = None) -> None:
@@ -74,7 +94,7 @@ class Harness:
         total = len(self.config.cells()) - len(self.skip_cells)
         label = f"[{index}/{total}] {platform_name} × {scenario_name}"
         started = time.monotonic()
-        reps = self.config.reps
+        reps, max_reps = self.config.reps, self.config.max_reps
         try:
             platform = self.platform(platform_name)
         except PlatformUnavailable as exc:
@@ -93,14 +113,27 @@ class Harness:
                     module.prepare(instance, params)
                 per_metric: dict[str, list[float]] = defaultdict(list)
 
+                extend_note = ""
+
+                def enough_yet() -> None:
+                    """Before each round: stop at the minimum if every CV is on target, else extend."""
+                    nonlocal extend_note
+                    if done < reps:
+                        return
+                    metric, cv = noisiest(per_metric)
+                    if cv <= self.config.cv_target or done >= max_reps:
+                        raise _EnoughRepetitions
+                    extend_note = (f" (extending: CV {100 * cv:.1f}% > {100 * self.config.cv_target:.0f}% "
+                                   f"on {metric}; at most {max_reps})")
+
                 def one_round() -> None:
                     nonlocal done
                     rep = done + 1
                     eta = ""
                     if done:
                         per_rep = (time.monotonic() - started) / done
-                        eta = f", cell ETA {per_rep * (reps - done):.0f} s"
-                    self.say(f"{label}: repetition {rep}/{reps}{eta}")
+                        eta = f", cell ETA {per_rep * (max(reps, rep) - done):.0f} s"
+                    self.say(f"{label}: repetition {rep}/{reps}{eta}{extend_note}")
                     raw = self.store.raw_writer(platform_name, scenario_name, rep)
                     for sample in module.run(instance, params, raw):
                         variant = variant_of(sample.metadata)
@@ -112,7 +145,11 @@ class Harness:
                         per_metric[f"{sample.metric}[{variant}] ({sample.unit})"].append(float(sample.value))
                     done += 1
 
-                benchmark.pedantic(one_round, rounds=reps, iterations=1, warmup_rounds=0)  # type: ignore[attr-defined]
+                try:
+                    benchmark.pedantic(one_round, setup=enough_yet, rounds=max_reps,  # type: ignore[attr-defined]
+                                       iterations=1, warmup_rounds=0)
+                except _EnoughRepetitions:
+                    pass
                 benchmark.extra_info.update(  # type: ignore[attr-defined]
                     {key: statistics.median(values) for key, values in per_metric.items()})
                 if hasattr(module, "cleanup"):

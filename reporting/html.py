@@ -139,7 +139,9 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
     config = info.get("config", {})
     parts = [f"<h1>isolab report — run {html.escape(store.run_id)}</h1>",
              f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
-             f'{config.get("reps")} repetitions per cell, platforms {", ".join(config.get("platforms", []))}, '
+             f'{config.get("reps")} to {config.get("max_reps", config.get("reps"))} repetitions per cell '
+             f'(extended while CV &gt; {100 * float(config.get("cv_target", 0.05)):.0f}%), '
+             f'platforms {", ".join(config.get("platforms", []))}, '
              f'scenarios {", ".join(config.get("scenarios", []))}; run status: '
              f'{html.escape(str(info.get("status")))}; started {info.get("started_at")}, '
              f'finished {info.get("finished_at", "–")}</p>',

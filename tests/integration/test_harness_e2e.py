@@ -36,7 +36,9 @@ def test_cpu_on_native_end_to_end(image, tmp_path):
     per_variant = {}
     for s in samples:
         per_variant.setdefault((s["metric"], s["variant"]), []).append(s["value"])
-    assert all(len(v) == 3 and min(v) > 0 for v in per_variant.values())
+    counts = {len(v) for v in per_variant.values()}
+    assert len(counts) == 1 and 3 <= counts.pop() <= 6  # 3, extended up to 2 x 3 while CV > 5%
+    assert all(min(v) > 0 for v in per_variant.values())
     env = json.loads((run_dir / "env.json").read_text())
     assert env["image"]["digest"] == image.digest and env["platforms"]["native"]["available"]
     assert (run_dir / "raw/native/cpu/rep1/sysbench-cpu-t1.txt").exists()
@@ -113,3 +115,43 @@ def _fresh(store: RunStore) -> RunStore:
     """An empty run directory used through the resume path (so the test controls where it lives)."""
     store.write_run_info({"run_id": store.run_id, "config": {}, "status": "new"})
     return store
+
+
+def _constant_or_noisy(values: list[float]) -> types.ModuleType:
+    module = types.ModuleType("scenarios.flaky")
+    module.NAME, module.PROFILES = "flaky", {"quick": {}, "full": {}}
+    state = {"rep": 0}
+
+    def run(instance, params, raw):
+        check(instance.exec(["true"]), instance)
+        state["rep"] += 1
+        return [Sample("m", values[(state["rep"] - 1) % len(values)], "units")]
+
+    module.run = run
+    return module
+
+
+@pytest.mark.parametrize("values, expected", [([10.0], 3), ([10.0, 20.0, 5.0], 5)])
+def test_repetitions_extend_while_cv_is_high(image, tmp_path, flaky, values, expected):
+    flaky(_constant_or_noisy(values))
+    store = _fresh(RunStore.create(tmp_path))
+    config = RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=3, max_repetitions=5)
+    lines = []
+    assert execute(config, image, lines.append, resume=store).exit_code == 0
+    assert len(store.samples()) == expected
+    assert any("extending: CV" in line for line in lines) == (expected > 3)
+    timings = json.loads((store.path / "pytest-benchmark.json").read_text())["benchmarks"]
+    assert timings[0]["stats"]["rounds"] == expected  # pytest-benchmark kept every timed round
+
+
+def test_resume_skips_finished_cells(image, tmp_path, flaky):
+    flaky(_constant_or_noisy([1.0]))
+    store = _fresh(RunStore.create(tmp_path))
+    config = RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=3)
+    store.write_run_info({"run_id": store.run_id, "config": config.to_dict(), "status": "interrupted"})
+    assert execute(config, image, print, resume=store).exit_code == 0
+    assert len(store.samples()) == 3
+    lines = []
+    assert execute(config, image, lines.append, resume=store).exit_code in (0, 5)  # nothing left to run
+    assert len(store.samples()) == 3
+    assert any("1 finished cell(s) kept, 0 to run" in line for line in lines)
