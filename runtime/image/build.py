@@ -98,7 +98,8 @@ def _run(argv: list[str], what: str, progress: Progress | None = None, **kwargs:
         if progress and line.startswith("I: "):
             progress(line[3:].rstrip())
     if proc.wait() != 0:
-        tail = " | ".join(line for line in lines[-4:] if line)
+        errors = [line for line in lines if line.startswith("E: ")]
+        tail = " | ".join(errors[-2:] or [line for line in lines[-4:] if line])
         raise ImageError(f"image build failed at {what} ({argv[0]} exited {proc.returncode}): {tail}")
     return "\n".join(lines)
 
