@@ -69,6 +69,12 @@ class Instance(ABC):
         """Limits in the spec this platform did not enforce (native ignores them all)."""
         return {}
 
+    def host_pids(self) -> list[int]:
+        """Host process ids that make up this instance (its init and children, or its QEMU process).
+
+        Empty for native, which has no process of its own between commands."""
+        return []
+
     def disk_usage_bytes(self) -> int | None:
         """Bytes this instance added on the host's disk (writable layer, qcow2 overlay)."""
         return None
