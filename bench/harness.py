@@ -21,6 +21,7 @@ from runtime.errors import IsolabError, PlatformUnavailable
 from runtime.image.store import Image
 from runtime.platform import Platform, load_platform
 from scenarios import base as scenario_base
+from scenarios.base import RawSink, Sample
 
 Say = Callable[[str], None]
 
@@ -106,26 +107,21 @@ class Harness:
         done = 0
         failure = ""
         try:
-            self.say(f"{label}: starting instance")
-            with platform.create(scenario_base.spec_for(module, params)) as instance:
-                self.say(f"{label}: instance {instance.instance_id} up in {instance.start_phases.total:.2f} s")
-                if hasattr(module, "prepare"):
-                    module.prepare(instance, params)
-                per_metric: dict[str, list[float]] = defaultdict(list)
+            per_metric: dict[str, list[float]] = defaultdict(list)
+            extend_note = ""
 
-                extend_note = ""
+            def enough_yet() -> None:
+                """Before each round: stop at the minimum if every CV is on target, else extend."""
+                nonlocal extend_note
+                if done < reps:
+                    return
+                metric, cv = noisiest(per_metric)
+                if cv <= self.config.cv_target or done >= max_reps:
+                    raise _EnoughRepetitions
+                extend_note = (f" (extending: CV {100 * cv:.1f}% > {100 * self.config.cv_target:.0f}% "
+                               f"on {metric}; at most {max_reps})")
 
-                def enough_yet() -> None:
-                    """Before each round: stop at the minimum if every CV is on target, else extend."""
-                    nonlocal extend_note
-                    if done < reps:
-                        return
-                    metric, cv = noisiest(per_metric)
-                    if cv <= self.config.cv_target or done >= max_reps:
-                        raise _EnoughRepetitions
-                    extend_note = (f" (extending: CV {100 * cv:.1f}% > {100 * self.config.cv_target:.0f}% "
-                                   f"on {metric}; at most {max_reps})")
-
+            def measure(run_once: Callable[[RawSink], list[Sample]], metadata: Callable[[], dict]) -> None:
                 def one_round() -> None:
                     nonlocal done
                     rep = done + 1
@@ -135,13 +131,12 @@ class Harness:
                         eta = f", cell ETA {per_rep * (max(reps, rep) - done):.0f} s"
                     self.say(f"{label}: repetition {rep}/{reps}{eta}{extend_note}")
                     raw = self.store.raw_writer(platform_name, scenario_name, rep)
-                    for sample in module.run(instance, params, raw):
+                    for sample in run_once(raw):
                         variant = variant_of(sample.metadata)
                         self.store.add_sample(SampleRecord(
                             run_id=self.store.run_id, platform=platform_name, scenario=scenario_name,
                             metric=sample.metric, value=float(sample.value), unit=sample.unit,
-                            repetition=rep, metadata={**sample.metadata, **instance.metadata()},
-                            variant=variant))
+                            repetition=rep, metadata={**sample.metadata, **metadata()}, variant=variant))
                         per_metric[f"{sample.metric}[{variant}] ({sample.unit})"].append(float(sample.value))
                     done += 1
 
@@ -152,8 +147,18 @@ class Harness:
                     pass
                 benchmark.extra_info.update(  # type: ignore[attr-defined]
                     {key: statistics.median(values) for key, values in per_metric.items()})
-                if hasattr(module, "cleanup"):
-                    module.cleanup(instance, params)
+
+            if hasattr(module, "run_platform"):
+                measure(lambda raw: module.run_platform(platform, params, raw), dict)
+            else:
+                self.say(f"{label}: starting instance")
+                with platform.create(scenario_base.spec_for(module, params)) as instance:
+                    self.say(f"{label}: instance {instance.instance_id} up in {instance.start_phases.total:.2f} s")
+                    if hasattr(module, "prepare"):
+                        module.prepare(instance, params)
+                    measure(lambda raw: module.run(instance, params, raw), instance.metadata)
+                    if hasattr(module, "cleanup"):
+                        module.cleanup(instance, params)
         except IsolabError as exc:
             failure = str(exc)
         except Exception as exc:

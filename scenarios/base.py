@@ -9,7 +9,10 @@ A scenario module (modelled on PerfKitBenchmarker's benchmark modules) declares:
   prepare(instance, params) -> None          (optional)
   run(instance, params, raw: RawSink) -> list[Sample]
   cleanup(instance, params) -> None          (optional)
-A scenario never imports a platform; it only uses the Instance interface.
+Scenarios that measure instances themselves (startup, footprint) define instead
+  run_platform(platform, params, raw) -> list[Sample]
+and receive the Platform interface (create(spec) -> Instance) from the harness; they must destroy
+what they create. A scenario never imports a platform; it only uses these interfaces.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance
 from runtime.spec import ExecResult, InstanceSpec
 
-SCENARIOS = ("cpu",)
+SCENARIOS = ("cpu", "startup", "footprint")
 PROFILES = ("quick", "full")
 
 RawSink = Callable[[str, str], None]  # (name, text): keep a tool's raw output with the results

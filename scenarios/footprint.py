@@ -1,0 +1,112 @@
+"""Footprint and density: host memory per idle instance, disk per instance, page-cache sharing, density.
+
+Per repetition:
+- start `instances` idle instances; host memory of each = PSS of its host processes (container init
+  and children, or the QEMU process: guest memory it touched included); disk = what it added on the
+  host (container writable layer, VM qcow2 overlay);
+- page-cache sharing: drop the host page cache, let every instance read the same image files, and
+  measure the host's page-cache growth (shared base layer: ~1× the files; separate caches: ~N×);
+- density: start idle instances until their summed PSS passes `density_budget_mib` or `density_cap`.
+Platforms without resident processes (native) get disk and page-cache figures only; the samples say so.
+"""
+
+from __future__ import annotations
+
+import time
+
+from runtime.platform import Instance, Platform
+from runtime.spec import InstanceSpec
+from scenarios import hostmetrics
+from scenarios.base import RawSink, Sample, check
+
+NAME = "footprint"
+DESCRIPTION = "host memory (PSS) and disk per idle instance, page-cache sharing, instances within a memory budget"
+TOOLS = ()
+MIB = 2**20
+READ_FILES = (
+    "/usr/lib/x86_64-linux-gnu/libicudata.so.72.1",
+    "/usr/lib/modules/{kernel}/kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko",
+)
+
+PROFILES: dict[str, dict[str, object]] = {
+    "quick": {"instances": 2, "memory_mib": 512, "settle_s": 1.0, "density_budget_mib": 768, "density_cap": 3},
+    "full": {"instances": 8, "memory_mib": 512, "settle_s": 5.0, "density_budget_mib": 8192, "density_cap": 64},
+}
+
+
+def _spec(params: dict[str, object]) -> InstanceSpec:
+    return InstanceSpec(memory=int(params["memory_mib"]) * MIB)  # type: ignore[call-overload]
+
+
+def _instance_pss(instance: Instance) -> int:
+    return hostmetrics.pss_bytes(hostmetrics.descendants(instance.host_pids()))
+
+
+def _read_set(instance: Instance) -> list[str]:
+    kernel = check(instance.exec(["sh", "-c", "ls /usr/lib/modules | head -n 1"], timeout=60), instance).stdout.strip()
+    return [path.format(kernel=kernel) for path in READ_FILES]
+
+
+def _page_cache(instances: list[Instance], raw_log: list[str]) -> list[Sample]:
+    files = _read_set(instances[0])
+    size = int(check(instances[0].exec(["du", "-cb", *files], timeout=60), instances[0]).stdout.split()[-2])
+    hostmetrics.drop_page_cache()
+    before = hostmetrics.meminfo_bytes("Cached")
+    for instance in instances:
+        check(instance.exec(["cat", *files], timeout=300), instance)  # output discarded by exec capture
+    growth = hostmetrics.meminfo_bytes("Cached") - before
+    per_read = growth / (size * len(instances))
+    raw_log.append(f"page cache: {len(instances)} instances read {size} bytes each; host Cached grew {growth} bytes")
+    meta = {"instances": len(instances), "file_mib": round(size / MIB, 1)}
+    return [Sample("page_cache_growth_mib", growth / MIB, "MiB", meta),
+            Sample("page_cache_growth_per_read", per_read, "fraction of bytes read", meta)]
+
+
+def _density(platform: Platform, params: dict[str, object], raw_log: list[str]) -> list[Sample]:
+    budget = int(params["density_budget_mib"]) * MIB  # type: ignore[call-overload]
+    cap = int(params["density_cap"])  # type: ignore[call-overload]
+    running: list[Instance] = []
+    try:
+        while len(running) < cap:
+            running.append(platform.create(_spec(params)))
+            time.sleep(float(params["settle_s"]))  # type: ignore[arg-type]
+            total = sum(_instance_pss(i) for i in running)
+            raw_log.append(f"density: {len(running)} instances, total PSS {total} bytes")
+            if total > budget:
+                running.pop().destroy()
+                break
+    finally:
+        for instance in running:
+            instance.destroy()
+    meta = {"budget_mib": budget // MIB, "cap": cap}
+    return [Sample("density_instances_within_budget", len(running), "instances", meta)]
+
+
+def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) -> list[Sample]:
+    samples: list[Sample] = []
+    log: list[str] = []
+    instances: list[Instance] = []
+    resident = True
+    try:
+        for _ in range(int(params["instances"])):  # type: ignore[call-overload]
+            instances.append(platform.create(_spec(params)))
+        time.sleep(float(params["settle_s"]))  # type: ignore[arg-type]
+        for instance in instances:
+            resident = resident and bool(instance.host_pids())
+            if resident:
+                pss = _instance_pss(instance)
+                samples.append(Sample("idle_pss_mib", pss / MIB, "MiB", {"memory_limit_mib": params["memory_mib"]}))
+                log.append(f"{instance.instance_id}: PSS {pss} bytes")
+            disk = instance.disk_usage_bytes()
+            if disk is not None:
+                samples.append(Sample("disk_per_instance_mib", disk / MIB, "MiB"))
+        samples += _page_cache(instances, log)
+    finally:
+        for instance in instances:
+            instance.destroy()
+    if resident:
+        samples += _density(platform, params, log)
+    else:
+        log.append("no resident host processes per instance: PSS and density do not apply")
+    raw("footprint.log", "\n".join(log) + "\n")
+    return samples

@@ -1,0 +1,76 @@
+"""Startup: time from asking for an instance to running a command in it, and teardown; serial and parallel.
+
+Per repetition: `serial` instances one after another (each: create, first `true`, destroy), then
+`parallel` instances started at once (wall time until all answer). The platforms' own start phases
+(namespaces/mounts/cgroup for a container, define/QEMU/kernel/init/agent for a VM) are kept as
+samples so the cost is visible.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from runtime.platform import Instance, Platform
+from runtime.spec import InstanceSpec
+from scenarios.base import RawSink, Sample, ScenarioError, check
+
+NAME = "startup"
+DESCRIPTION = "time to a ready instance (first command answered) and teardown, serial and in parallel"
+TOOLS = ()
+
+PROFILES: dict[str, dict[str, object]] = {
+    "quick": {"serial": 3, "parallel": 2},
+    "full": {"serial": 50, "parallel": 8},
+}
+
+
+def _ready(platform: Platform) -> tuple[Instance, float]:
+    begin = time.perf_counter()
+    instance = platform.create(InstanceSpec())
+    try:
+        check(instance.exec(["true"], timeout=120), instance)
+    except BaseException:
+        instance.destroy()
+        raise
+    return instance, time.perf_counter() - begin
+
+
+def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) -> list[Sample]:
+    samples: list[Sample] = []
+    log: list[str] = []
+    for index in range(int(params["serial"])):  # type: ignore[call-overload]
+        instance, ready = _ready(platform)
+        phases = dict(instance.start_phases.phases)
+        begin = time.perf_counter()
+        instance.destroy()
+        teardown = time.perf_counter() - begin
+        samples.append(Sample("startup_ready_s", ready, "s", {"mode": "serial"}))
+        samples.append(Sample("teardown_s", teardown, "s", {"mode": "serial"}))
+        for phase, seconds in phases.items():
+            samples.append(Sample("startup_phase_s", seconds, "s", {"phase": phase}))
+        log.append(f"serial {index}: ready {ready:.4f} s, teardown {teardown:.4f} s, phases {phases}")
+
+    count = int(params["parallel"])  # type: ignore[call-overload]
+    begin = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(_ready, platform) for _ in range(count)]
+        started: list[Instance] = []
+        errors: list[BaseException] = []
+        for future in futures:
+            try:
+                started.append(future.result()[0])
+            except BaseException as exc:  # collect, destroy the rest, then report
+                errors.append(exc)
+    all_ready = time.perf_counter() - begin
+    begin = time.perf_counter()
+    for instance in started:
+        instance.destroy()
+    teardown = time.perf_counter() - begin
+    if errors:
+        raise ScenarioError(f"{len(errors)} of {count} parallel starts failed: {errors[0]}")
+    samples.append(Sample("startup_all_ready_s", all_ready, "s", {"mode": "parallel", "instances": count}))
+    samples.append(Sample("teardown_all_s", teardown, "s", {"mode": "parallel", "instances": count}))
+    log.append(f"parallel {count}: all ready {all_ready:.4f} s, teardown {teardown:.4f} s")
+    raw("startup.log", "\n".join(log) + "\n")
+    return samples
