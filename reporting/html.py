@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench.results import RunStore
 from reporting import plots
+from reporting.claims import claims_frame
 from reporting.summary import container_vs_vm, summary_frame
 
 CSS = """
@@ -152,6 +153,10 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
         parts.append("<p class=\"meta\">Each cell: median of the repetitions with its 95% bootstrap confidence "
                      "interval, n repetitions and coefficient of variation; ratio to native is the ratio of "
                      "medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than native).</p>")
+        vm_env = (env.get("platforms") or {}).get("vm") or {}  # type: ignore[union-attr]
+        claims = claims_frame(summary, vm_env.get("accelerator"))
+        parts.append("<h2>claims: the literature next to this host</h2>")
+        parts.append(claims.style.hide(axis="index").to_html())
         for scenario, group in summary.groupby("scenario", sort=True):
             parts.append(f"<h2>{html.escape(str(scenario))}</h2>")
             parts.append(_scenario_table(group))

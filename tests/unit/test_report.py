@@ -37,6 +37,8 @@ def test_report_is_self_contained_and_honest(tmp_path):
     assert "100 [99–101]" in text  # median with its CI
     assert "was <em>emulated</em>" in text and "TCG" in text  # the accelerator banner
     assert "guest agent did not answer" in text  # failures are listed with the reason
+    assert "container ÷ native = 0.990" in text and "Felter" in text  # the claims table
+    assert "not comparable to KVM figures" in text
     assert "<svg" in text  # plots are inline
     assert 'src="http' not in text and "<link" not in text and "<script" not in text  # nothing fetched
     assert (tmp_path / "reports" / "r1.csv").exists() and (tmp_path / "reports" / "r1.tex").exists()
