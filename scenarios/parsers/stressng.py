@@ -34,3 +34,26 @@ def metric(text: str, stressor: str, key: str = "bogo-ops-per-second-real-time")
     if key not in metrics[stressor]:
         raise ParseError(f"stress-ng YAML for {stressor!r} lacks {key!r}: the output is incomplete")
     return metrics[stressor][key]
+
+
+_STREAM_KEYS = {
+    "read_mb_per_s": "memory-read-rate-mb-per-sec",
+    "write_mb_per_s": "memory-write-rate-mb-per-sec",
+    "mflop_per_s": "memory-rate-mflop-per-sec",
+}
+
+
+def stream_rates(text: str) -> dict[str, float]:
+    """The stream stressor's memory rates (read/write MB/s, Mflop/s) from `--yaml` output.
+
+    stress-ng 0.15 computes them only when the stressor ran long enough (about 5 s); a shorter run
+    reports bogo-ops alone, which is a ParseError saying so.
+    """
+    metrics = parse_yaml(text)
+    if "stream" not in metrics:
+        raise ParseError(f"stress-ng YAML has no metrics for stressor 'stream' (has: {', '.join(metrics)})")
+    found = {name: metrics["stream"][key] for name, key in _STREAM_KEYS.items() if key in metrics["stream"]}
+    if "read_mb_per_s" not in found or "write_mb_per_s" not in found:
+        raise ParseError("stress-ng stream reported no memory rate: the run was too short to determine it "
+                         "(stress-ng needs about 5 s of stream time)")
+    return found

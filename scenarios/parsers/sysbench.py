@@ -31,3 +31,26 @@ def parse(text: str) -> dict[str, float]:
     if "total_time_s" not in found:
         raise ParseError("sysbench output has no 'total time' line: the run did not complete")
     return found
+
+
+_MEMORY_FIELDS = {
+    "block_bytes": (r"block size:\s*([0-9]+)KiB", 1024.0),
+    "ops_per_second": (r"Total operations:\s*[0-9]+\s*\(\s*([0-9.]+) per second\)", 1.0),
+}
+
+
+def memory(text: str) -> dict[str, float]:
+    """A `sysbench memory` report: mib_per_second, ops_per_second, block_bytes, total_time_s, threads.
+
+    ParseError when the run failed or reported no transfer rate (e.g. `--memory-oper=none`).
+    """
+    figures = parse(text)
+    if "mib_per_second" not in figures:
+        raise ParseError("sysbench memory output has no 'MiB transferred (... MiB/sec)' line")
+    for key, (pattern, scale) in _MEMORY_FIELDS.items():
+        match = re.search(pattern, text)
+        if match:
+            figures[key] = float(match.group(1)) * scale
+    if "block_bytes" not in figures:
+        raise ParseError("sysbench memory output has no 'block size' line: is this a memory test?")
+    return figures
