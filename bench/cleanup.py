@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 
-from runtime.errors import PlatformUnavailable
+from runtime.errors import IsolabError, PlatformUnavailable
 from runtime.image.store import ImageStore
 from runtime.linux import syscalls
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT
@@ -18,12 +18,15 @@ from runtime.platform import load_platform, platform_names
 
 def cleanup_host() -> list[str]:
     removed: list[str] = []
+    problems: list[str] = []
     for name in platform_names():
         try:
             platform = load_platform(name, image=None)
+            removed += platform.cleanup_leftovers()
         except PlatformUnavailable:
             continue
-        removed += platform.cleanup_leftovers()
+        except Exception as exc:  # one platform's trouble must not stop the others' cleanup
+            problems.append(f"{name}: {exc}")
     if STATE_ROOT.is_dir():
         removed += syscalls.detach_all_under(STATE_ROOT)
         for entry in STATE_ROOT.iterdir():
@@ -37,4 +40,6 @@ def cleanup_host() -> list[str]:
     for partial in ImageStore().partial_dirs():
         shutil.rmtree(partial, ignore_errors=True)
         removed.append(str(partial))
+    if problems:
+        raise IsolabError(f"cleanup removed {len(removed)} item(s) but failed on {'; '.join(problems)}")
     return removed
