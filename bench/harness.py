@@ -54,7 +54,7 @@ class Harness:
         self.image = image
         self.say = say
         self.skip_cells = skip_cells or set()
-        self._platforms: dict[str, Platform | PlatformUnavailable] = {}
+        self._platforms: dict[str, Platform | IsolabError] = {}
         self.started = time.monotonic()
         self.cells_done = 0
 
@@ -81,8 +81,10 @@ class Harness:
                 self._platforms[name] = platform
             except PlatformUnavailable as exc:
                 self._platforms[name] = exc
+            except IsolabError as exc:
+                self._platforms[name] = exc
         found = self._platforms[name]
-        if isinstance(found, PlatformUnavailable):
+        if isinstance(found, IsolabError):
             raise found
         return found
 
@@ -102,6 +104,10 @@ class Harness:
             self._finish(CellOutcome(platform_name, scenario_name, "skipped", str(exc)))
             self.say(f"{label}: skipped: {exc}")
             pytest.skip(str(exc))
+        except IsolabError as exc:  # e.g. an accelerator forced where it cannot work
+            self._finish(CellOutcome(platform_name, scenario_name, "failed", str(exc)))
+            self.say(f"{label}: FAILED: {exc}")
+            pytest.fail(str(exc), pytrace=False)
         module = scenario_base.load(scenario_name)
         params = scenario_base.params_for(module, self.config.profile)
         done = 0

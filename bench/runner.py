@@ -14,7 +14,7 @@ from bench import envinfo
 from bench.config import RunConfig
 from bench.harness import Harness, Say
 from bench.results import RunStore, write_json_atomic
-from runtime.errors import PlatformUnavailable
+from runtime.errors import IsolabError
 from runtime.image.store import Image
 
 CELLS_MODULE = Path(__file__).with_name("cells.py")
@@ -74,7 +74,7 @@ def _write_env(store: RunStore, config: RunConfig, image: Image, harness: Harnes
     for name in config.platforms:
         try:
             platform = harness.platform(name)
-        except PlatformUnavailable as exc:
+        except IsolabError as exc:
             platforms[name] = {"available": False, "reason": str(exc)}
             continue
         try:
