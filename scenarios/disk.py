@@ -1,0 +1,154 @@
+"""Disk I/O: fio (IOPS, MB/s, completion latency p50/p99/p99.9) and an iozone throughput table.
+
+fio jobs are data (PROFILES["..."]["jobs"]): sequential read/write with 1 MiB blocks, random read/write
+with 4 KiB blocks at queue depth 32, and a 70/30 random mix, each time-based on one file laid out once in
+`prepare`. Every job uses O_DIRECT (--direct=1) and libaio so the page cache does not decide the result.
+iozone (-I, O_DIRECT too) gives the classic write/rewrite/read/reread/random table in MB/s.
+Files live in params["target_dir"] (default: the instance's scratch_dir, on its own disk); storage
+variants (volume vs overlay, raw vs qcow2) are platform options, not scenario branches.
+"""
+
+from __future__ import annotations
+
+from runtime.platform import Instance
+from runtime.spec import parse_size
+from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.parsers import ParseError, fio, iozone
+
+NAME = "disk"
+DESCRIPTION = "fio seq 1M / rand 4k qd32 / 70-30 mix with O_DIRECT: IOPS, MB/s, clat p50/p99/p99.9; iozone table"
+TOOLS = ("fio", "iozone", "df", "rm", "mkdir")
+
+FIO_FILE = "isolab-fio.dat"
+IOZONE_FILE = "isolab-iozone.dat"
+
+_JOBS: list[dict[str, object]] = [
+    {"name": "seqread", "rw": "read", "bs": "1M", "iodepth": 8},
+    {"name": "seqwrite", "rw": "write", "bs": "1M", "iodepth": 8},
+    {"name": "randread", "rw": "randread", "bs": "4k", "iodepth": 32},
+    {"name": "randwrite", "rw": "randwrite", "bs": "4k", "iodepth": 32},
+    {"name": "randrw70", "rw": "randrw", "bs": "4k", "iodepth": 32, "rwmixread": 70},
+]
+
+PROFILES: dict[str, dict[str, object]] = {
+    "quick": {
+        "target_dir": None,  # None: the instance's scratch_dir
+        "file_size": "256M", "runtime_s": 5, "ramp_s": 0, "ioengine": "libaio", "jobs": _JOBS,
+        "iozone": {"file_size": "64M", "records": ["1M"], "tests": [0, 1, 2]},
+    },
+    "full": {
+        "target_dir": None,
+        "file_size": "4G", "runtime_s": 60, "ramp_s": 5, "ioengine": "libaio", "jobs": _JOBS,
+        "iozone": {"file_size": "1G", "records": ["4k", "1M"], "tests": [0, 1, 2]},
+    },
+}
+
+_LATENCIES = (("p50", "fio_clat_p50"), ("p99", "fio_clat_p99"), ("p99_9", "fio_clat_p99_9"), ("mean", "fio_clat_mean"))
+
+
+def _target(instance: Instance, params: dict[str, object]) -> str:
+    return str(params.get("target_dir") or instance.scratch_dir).rstrip("/") or "/"
+
+
+def prepare(instance: Instance, params: dict[str, object]) -> None:
+    """Check tools and free space, then lay the fio file out once (written in full, O_DIRECT)."""
+    tools = TOOLS if params.get("iozone") else tuple(t for t in TOOLS if t != "iozone")
+    require_tools(instance, tools)
+    target = _target(instance, params)
+    check(instance.exec(["mkdir", "-p", target], timeout=30), instance)
+    need = parse_size(str(params["file_size"]), "file_size")
+    if params.get("iozone"):
+        need += parse_size(str(params["iozone"]["file_size"]), "iozone file_size")  # type: ignore[index]
+    free = check(instance.exec(["df", "-Pk", target], timeout=30), instance).stdout.splitlines()[-1].split()
+    if int(free[3]) * 1024 < need * 1.1:
+        raise ScenarioError(f"disk: {target} on {instance.platform} has {int(free[3]) // 1024} MiB free, "
+                            f"the files need {need // 2**20} MiB")
+    result = instance.exec(
+        ["fio", "--name=layout", f"--filename={target}/{FIO_FILE}", f"--size={params['file_size']}", "--rw=write",
+         "--bs=1M", "--direct=1", f"--ioengine={params['ioengine']}", "--iodepth=8", "--output-format=json"],
+        timeout=3600)
+    try:
+        fio.job(result.stderr + result.stdout, "layout")
+    except ParseError as exc:
+        raise ScenarioError(f"disk: laying out {target}/{FIO_FILE} on {instance.platform} failed: {exc}") from exc
+    check(result, instance)
+
+
+def _fio_argv(params: dict[str, object], target: str, job: dict[str, object]) -> list[str]:
+    argv = ["fio", f"--name={job['name']}", f"--filename={target}/{FIO_FILE}", f"--size={params['file_size']}",
+            f"--rw={job['rw']}", f"--bs={job['bs']}", f"--iodepth={job['iodepth']}",
+            f"--ioengine={params['ioengine']}", "--direct=1", "--time_based", f"--runtime={params['runtime_s']}",
+            "--numjobs=1", "--group_reporting", "--output-format=json"]
+    if int(params.get("ramp_s") or 0):  # type: ignore[arg-type]
+        argv.append(f"--ramp_time={params['ramp_s']}")
+    if "rwmixread" in job:
+        argv.append(f"--rwmixread={job['rwmixread']}")
+    return argv
+
+
+def _fio_samples(result: fio.JobResult, job: dict[str, object]) -> list[Sample]:
+    base: dict[str, object] = {"rw": job["rw"], "bs": str(job["bs"]).lower(), "iodepth": int(job["iodepth"])}  # type: ignore[call-overload]
+    if "rwmixread" in job:
+        base["rwmixread"] = int(job["rwmixread"])  # type: ignore[call-overload]
+    samples = []
+    for direction, stats in result.directions.items():
+        meta = {**base, "direction": direction}
+        samples.append(Sample("fio_iops", stats.iops, "IOPS", meta))
+        samples.append(Sample("fio_bandwidth", stats.bw_bytes_per_s / 1e6, "MB/s", meta))
+        for key, metric in _LATENCIES:
+            if key in stats.clat_us:
+                samples.append(Sample(metric, stats.clat_us[key], "µs", meta))
+    return samples
+
+
+def _iozone(instance: Instance, params: dict[str, object], raw: RawSink, target: str) -> list[Sample]:
+    conf: dict[str, object] = params["iozone"]  # type: ignore[assignment]
+    argv = ["iozone", "-I", "-R", "-s", str(conf["file_size"]).lower(), "-f", f"{target}/{IOZONE_FILE}"]
+    for test in conf["tests"]:  # type: ignore[attr-defined]
+        argv += ["-i", str(test)]
+    for record in conf["records"]:  # type: ignore[attr-defined]
+        argv += ["-r", str(record).lower()]
+    result = instance.exec(argv, timeout=7200)
+    raw("iozone.txt", result.stdout + result.stderr)
+    try:
+        table = iozone.parse(result.stdout + result.stderr)
+    except ParseError as exc:
+        raise ScenarioError(f"disk: iozone on {instance.platform}: {exc}") from exc
+    check(result, instance)
+    samples = []
+    for test, rows in table.items():
+        for (file_kb, record_kb), kb_per_s in sorted(rows.items()):
+            meta = {"test": test, "record_kb": record_kb, "file_mb": file_kb // 1024}
+            samples.append(Sample("iozone_throughput", kb_per_s * 1024 / 1e6, "MB/s", meta))
+    return samples
+
+
+def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sample]:
+    try:
+        return _run(instance, params, raw)
+    except BaseException:
+        cleanup(instance, params)  # the harness skips cleanup() after a failed run; files must not stay
+        raise
+
+
+def _run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sample]:
+    target = _target(instance, params)
+    runtime_s = int(params["runtime_s"]) + int(params.get("ramp_s") or 0)  # type: ignore[call-overload]
+    samples: list[Sample] = []
+    for job in params["jobs"]:  # type: ignore[attr-defined]
+        result = instance.exec(_fio_argv(params, target, job), timeout=runtime_s * 10 + 300)
+        raw(f"fio-{job['name']}.json", result.stdout + (f"\n# stderr:\n{result.stderr}" if result.stderr else ""))
+        try:
+            parsed = fio.job(result.stderr + result.stdout, str(job["name"]))
+        except ParseError as exc:
+            raise ScenarioError(f"disk: fio {job['name']} on {instance.platform}: {exc}") from exc
+        check(result, instance)
+        samples += _fio_samples(parsed, job)
+    if params.get("iozone"):
+        samples += _iozone(instance, params, raw, target)
+    return samples
+
+
+def cleanup(instance: Instance, params: dict[str, object]) -> None:
+    target = _target(instance, params)
+    instance.exec(["rm", "-f", f"{target}/{FIO_FILE}", f"{target}/{IOZONE_FILE}"], timeout=60)
