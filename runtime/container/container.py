@@ -20,7 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runtime.container import hardening, init, namespaces, rootfs
+from runtime.container import hardening, namespaces, rootfs
+from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
 from runtime.errors import ExecTimeout, ImageError, InstanceError
@@ -133,20 +134,19 @@ class Container:
         pipes: dict[str, int] = {}
         try:
             pipes["ready_r"], pipes["ready_w"] = os.pipe()
+            pipes["go_r"], pipes["go_w"] = os.pipe()
             if self.network.mode == "bridge":
                 pipes["sync_r"], pipes["sync_w"] = os.pipe()
-                pipes["go_r"], pipes["go_w"] = os.pipe()
             forked = time.perf_counter()
             self.pid = namespaces.fork_pid1(lambda: self._child(pipes))
             for end in ("ready_w", "sync_w", "go_r"):
                 if end in pipes:
                     os.close(pipes.pop(end))
             self.status = "running"
+            parent_laps = self._join_and_wire(pipes)
             self.save_state()
-            if "sync_r" in pipes:
-                self._wire_network(pipes)
             marks = self._await_ready(pipes["ready_r"])
-            self._record_phases(forked, marks, time.perf_counter())
+            self._record_phases(forked, marks, parent_laps, time.perf_counter())
             if self.use_init and self.argv is None:
                 self._ns = namespaces.open_namespaces(self.pid)
         except BaseException:
@@ -157,12 +157,20 @@ class Container:
                 os.close(fd)
         return self
 
-    def _wire_network(self, pipes: dict[str, int]) -> None:
-        if os.read(pipes["sync_r"], 1) != b"n":
-            return  # the child failed before its netns existed; _await_ready reports why
+    def _join_and_wire(self, pipes: dict[str, int]) -> dict[str, float]:
+        """While the child builds its root: put it in the cgroup, wire its network, then let it exec.
+
+        (v1 joins write one file per hierarchy and may wait for an RCU grace period: doing it here
+        overlaps that wait with the child's mounts on another CPU.)"""
         assert self.pid is not None
-        self.network.attach(self.pid)
+        t0 = time.perf_counter()
+        self.cgroup.join(self.pid, without_memory=self.use_init)  # keep the init out of the OOM killer
+        t1 = time.perf_counter()
+        if "sync_r" in pipes and os.read(pipes["sync_r"], 1) == b"n":
+            self.network.attach(self.pid)
+        t2 = time.perf_counter()
         os.write(pipes["go_w"], b"g")
+        return {"cgroup": t1 - t0, "network": t2 - t1}
 
     def _await_ready(self, ready_r: int) -> dict[str, float]:
         chunks = []
@@ -177,31 +185,29 @@ class Container:
                 error = line[1:]
         if error is not None:
             raise InstanceError(f"container {self.instance_id}: {error}")
-        if "network" not in marks:
+        if "go" not in marks:
             self.wait(timeout=5)
             raise InstanceError(f"container {self.instance_id}: pid 1 died during start "
                                 f"(exit status {self.returncode})")
         return marks
 
-    def _record_phases(self, forked: float, marks: dict[str, float], ready: float) -> None:
+    def _record_phases(self, forked: float, marks: dict[str, float], parent: dict[str, float],
+                       ready: float) -> None:
+        """Phase durations. The cgroup join and the network wiring run in the runtime while the child
+        mounts its root, so the phases overlap in time and their sum can exceed the wall time."""
         phases = self.start_phases.phases
-        # joining the cgroup happens in the child (v1: one write per hierarchy, may wait for an RCU period)
-        phases["cgroup"] = phases.get("cgroup", 0.0) + marks["joined"] - marks["entered"]
-        phases["namespaces"] = (marks["entered"] - forked) + (marks["namespaces"] - marks["joined"])
+        phases["cgroup"] = phases.get("cgroup", 0.0) + parent["cgroup"]
+        phases["namespaces"] = marks["namespaces"] - forked
         phases["mounts"] = marks["mounts"] - marks["namespaces"]
-        phases["network"] = marks["network"] - marks["mounts"]
-        phases["exec"] = ready - marks["network"]
+        phases["network"] = parent["network"]
+        phases["exec"] = ready - marks["go"]
 
     # ---- inside the child (pid 1 of the new pid namespace) ----------------------------------------
     def _child(self, pipes: dict[str, int]) -> None:
         ready_w = pipes["ready_w"]
         step = "close inherited fds"
         try:
-            entered = time.perf_counter()
             self._child_fds(pipes)
-            step = f"join cgroup {self.cgroup.paths()[0]}"
-            self.cgroup.join(0)
-            joined = time.perf_counter()
             step = "unshare(mnt|uts|ipc|net)"
             flags = namespaces.CHILD_FLAGS & (~sc.CLONE_NEWNET if self.network.mode == "host" else -1)
             sc.unshare(flags)
@@ -210,23 +216,29 @@ class Container:
             if self.network.wants_netns:
                 step = "bring up lo"
                 loopback_up_here()
-            marks = {"entered": entered, "joined": joined, "namespaces": time.perf_counter()}
+            marks = {"namespaces": time.perf_counter()}
             if "sync_w" in pipes:
                 os.write(pipes["sync_w"], b"n")
+            memory_fd = None
+            if self.use_init and self.argv and (memory_procs := self.cgroup.memory_procs_file()):
+                step = f"open {memory_procs}"
+                memory_fd = os.open(memory_procs, os.O_WRONLY | os.O_CLOEXEC)
             step = "prepare root"
             rootfs.prepare_root(self.layers, self.upper, self.work, self.root)
             marks["mounts"] = time.perf_counter()
-            if "go_r" in pipes:
-                step = "wait for network"
-                if os.read(pipes["go_r"], 1) != b"g":
-                    raise InstanceError("runtime did not finish the network setup")
-            marks["network"] = time.perf_counter()
+            step = "wait for the runtime (cgroup, network)"
+            if os.read(pipes["go_r"], 1) != b"g":
+                raise InstanceError("the runtime did not finish the cgroup/network setup")
+            marks["go"] = time.perf_counter()
+            if self.use_init:
+                pid1.set_oom_score_adj(-999)  # best effort: needs CAP_SYS_RESOURCE
             step = "drop capabilities"
             hardening.harden_process()
             os.write(ready_w, b"T" + json.dumps(marks).encode() + b"\n")
             if self.use_init:
-                start = init.fork_workload(lambda: self._exec_workload(ready_w)) if self.argv else None
-                init.run_init(start, ready_w)
+                start = (pid1.fork_workload(lambda: self._exec_workload(ready_w), memory_fd)
+                         if self.argv else None)
+                pid1.run_init(start, ready_w)
             self._exec_workload(ready_w)
         except BaseException as exc:  # report any failure to the parent, never return into its code
             _report(ready_w, f"{step}: {exc}")

@@ -57,17 +57,34 @@ def _reap(workload: int | None) -> int | None:
             found = status
 
 
+def set_oom_score_adj(value: int) -> bool:
+    """Lowering needs CAP_SYS_RESOURCE; raising never does. False if the kernel refused."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except PermissionError:
+        return False
+    return True
+
+
+
 def unblock_signals() -> None:
     """In the workload, before exec: the signal mask survives exec, so clear what init blocked."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def fork_workload(exec_workload: Callable[[], None]) -> Callable[[], int]:
+def fork_workload(exec_workload: Callable[[], None], memory_procs_fd: int | None = None) -> Callable[[], int]:
+    """The workload: a child of the init that joins the memory cgroup (through an fd opened before
+    pivot_root; the init itself stays out of it so that the OOM killer never picks the init), resets
+    the OOM score and the signal mask the init changed, and execs."""
     def start() -> int:
         pid = os.fork()
         if pid == 0:
             try:
+                if memory_procs_fd is not None:
+                    os.write(memory_procs_fd, b"0")
                 unblock_signals()
+                set_oom_score_adj(0)
                 exec_workload()
             finally:
                 os._exit(127)
@@ -75,4 +92,4 @@ def fork_workload(exec_workload: Callable[[], None]) -> Callable[[], int]:
     return start
 
 
-__all__: Sequence[str] = ("exit_code", "fork_workload", "run_init", "unblock_signals")
+__all__: Sequence[str] = ("exit_code", "fork_workload", "run_init", "set_oom_score_adj", "unblock_signals")

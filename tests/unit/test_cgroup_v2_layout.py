@@ -18,7 +18,7 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_create_enables_controllers_down_the_tree(root):
+def test_container_cgroup_v2_create_enables_controllers_down_the_tree(root):
     cg = CgroupV2("ct-0001", root)
     cg.create()
     assert (root / "cgroup.subtree_control").read_text() == "+cpuset +cpu +io +memory +pids"
@@ -27,7 +27,7 @@ def test_create_enables_controllers_down_the_tree(root):
     assert cg.procs_files() == [root / "isolab" / "ct-0001" / "cgroup.procs"]
 
 
-def test_limits_map_to_v2_files(root):
+def test_container_cgroup_v2_limits_map_to_v2_files(root):
     cg = CgroupV2("ct-0002", root)
     cg.create()
     spec = InstanceSpec(cpus=0.5, cpuset="0-1", cpu_shares=1024, memory=64 * 2**20,
@@ -44,7 +44,7 @@ def test_limits_map_to_v2_files(root):
     assert (d / "io.max").read_text() == "254:0 rbps=1000000 wiops=100"
 
 
-def test_io_limits_ignored_without_block_device(root):
+def test_container_cgroup_v2_io_limits_ignored_without_block_device(root):
     cg = CgroupV2("ct-0003", root)
     cg.create()
     ignored = cg.apply(InstanceSpec(io_write_bps=5), None)
@@ -52,14 +52,14 @@ def test_io_limits_ignored_without_block_device(root):
     assert not (root / "isolab" / "ct-0003" / "io.max").exists()
 
 
-def test_memory_without_swap_means_no_swap(root):
+def test_container_cgroup_v2_memory_without_swap_means_no_swap(root):
     cg = CgroupV2("ct-0004", root)
     cg.create()
     cg.apply(InstanceSpec(memory=1000), None)
     assert (root / "isolab" / "ct-0004" / "memory.swap.max").read_text() == "0"
 
 
-def test_stats_read_v2_counters(root):
+def test_container_cgroup_v2_stats_read_v2_counters(root):
     cg = CgroupV2("ct-0005", root)
     cg.create()
     d = root / "isolab" / "ct-0005"
@@ -78,7 +78,7 @@ def test_stats_read_v2_counters(root):
     assert (stats.pids_current, stats.pids_max_hits) == (3, 5)
 
 
-def test_shares_to_weight_endpoints():
+def test_container_cgroup_v2_shares_to_weight_endpoints():
     assert shares_to_weight(2) == 1
     assert shares_to_weight(262144) == 10000
     assert shares_to_weight(1024) == 39

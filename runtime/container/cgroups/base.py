@@ -124,11 +124,17 @@ class Cgroup(ABC):
     def procs_files(self) -> list[Path]:
         """The files a pid is written to in order to join this cgroup (one per hierarchy)."""
 
-    def join(self, pid: int = 0) -> None:
-        """Move `pid` (0 = the caller) into this cgroup."""
+    def memory_procs_file(self) -> Path | None:
+        """cgroup.procs of a separate memory hierarchy (v1), None when memory is not separate (v2)."""
+        return None
+
+    def join(self, pid: int = 0, without_memory: bool = False) -> None:
+        """Move `pid` (0 = the caller) into this cgroup; optionally not into a separate memory hierarchy."""
         text = str(pid)
+        skip = self.memory_procs_file() if without_memory else None
         for path in self.procs_files():
-            write(path, text)
+            if path != skip:
+                write(path, text)
 
     @abstractmethod
     def pids(self) -> list[int]:

@@ -119,6 +119,12 @@ class CgroupV1(Cgroup):
     def procs_files(self) -> list[Path]:
         return [p / "cgroup.procs" for p in self._unique]
 
+    def memory_procs_file(self) -> Path | None:
+        memory = self.dirs.get("memory")
+        if memory is None or sum(1 for d in self.dirs.values() if d == memory) > 1:
+            return None  # memory co-mounted with other controllers: cannot be joined separately
+        return memory / "cgroup.procs"
+
     def _main(self) -> Path:
         return self.dirs.get("pids") or self._unique[0]
 

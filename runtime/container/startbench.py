@@ -1,0 +1,198 @@
+"""Start-to-exit latency of `/bin/true`: our runtime (in-process API) vs crun and runc (OCI bundle of the
+same rootfs), interleaved run by run, with pid+mnt+uts+ipc+net namespaces and a cgroup for all three.
+
+    python -m runtime.container.startbench --runs 100 [--docs docs/benchmarks.md]
+
+crun 1.8 refuses this host's hybrid cgroup layout, so it runs in a private mount namespace where
+/sys/fs/cgroup/unified is unmounted (it then uses v1). Prints a table and our per-phase medians, and
+rewrites only the "## Container start latency" section of the docs page when --docs is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runtime.container.container import Container
+from runtime.container.hardening import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
+from runtime.linux import syscalls as sc
+from runtime.naming import STATE_ROOT
+from runtime.spec import InstanceSpec
+
+BENCH_DIR = STATE_ROOT / "oci-startbench"
+SECTION = "## Container start latency"
+
+
+def oci_config(rootfs: Path) -> dict[str, object]:
+    """A minimal OCI runtime config equivalent to what our runtime sets up."""
+    caps = sorted(DEFAULT_CAPS)
+    return {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
+                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/", "noNewPrivileges": True,
+                    "capabilities": {k: caps for k in ("bounding", "effective", "permitted")}},
+        "root": {"path": str(rootfs), "readonly": True},
+        "hostname": "isolab",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": {
+            "cgroupsPath": "/isolab/oci-startbench",
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+def _hide_unified_cgroup() -> None:
+    """preexec for crun: private mount namespace without the (controller-less) cgroup2 mount."""
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    if os.path.ismount("/sys/fs/cgroup/unified"):
+        sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
+
+
+def oci_runner(binary: str, bundle: Path) -> Callable[[int], None]:
+    state = BENCH_DIR / f"state-{Path(binary).name}"
+    preexec = _hide_unified_cgroup if Path(binary).name == "crun" else None
+
+    def run(i: int) -> None:
+        proc = subprocess.run([binary, "--root", str(state), "run", "--bundle", str(bundle), f"islbench{i}"],
+                              stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=preexec)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{binary} run failed ({proc.returncode}): {proc.stderr.decode().strip()}")
+    return run
+
+
+def ours_runner(rootfs: Path, phases: list[dict[str, float]]) -> Callable[[int], None]:
+    def run(_i: int) -> None:
+        with Container(InstanceSpec(), [rootfs], ["/bin/true"], init=False, quiet=True) as c:
+            c.start()
+            code = c.wait()
+            phases.append(dict(c.start_phases.phases))
+        if code != 0:
+            raise RuntimeError(f"/bin/true exited {code} in our container")
+    return run
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p99 = statistics.quantiles(ordered, n=100, method="inclusive")[98] if len(ordered) > 1 else ordered[0]
+    return {"n": len(ordered), "median_ms": statistics.median(ordered) * 1e3, "p99_ms": p99 * 1e3,
+            "mean_ms": statistics.fmean(ordered) * 1e3, "min_ms": ordered[0] * 1e3}
+
+
+def version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "?"
+
+
+def render(results: dict[str, dict[str, float]], phase_medians: dict[str, float], versions: dict[str, str],
+           command: str, runs: int) -> str:
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+        f"(kernel {platform.release()}, {os.cpu_count()} cores, cgroup v1 hybrid), {runs} runs per runtime, "
+        "interleaved run by run. Workload: `/bin/true` with pid+mnt+uts+ipc+net namespaces and a cgroup; "
+        "time from the caller's start request to the container's exit and removal. crun and runc are "
+        "invoked as processes on an OCI bundle whose root is the same rootfs (read-only bind, masked "
+        "paths, Docker's capabilities); our runtime is called in-process through its Python API and also "
+        "stacks an overlayfs writable layer on that rootfs.",
+        "",
+        "| runtime | version | n | median (ms) | p99 (ms) | mean (ms) | min (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {versions.get(name, '')} | {r['n']:.0f} | {r['median_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['min_ms']:.2f} |")
+    lines += ["", "Our start phases (median ms over the same runs; `cgroup` includes joining the v1 "
+              "hierarchies, which can wait for an RCU grace period):", "",
+              "| " + " | ".join(phase_medians) + " |", "|" + "---|" * len(phase_medians),
+              "| " + " | ".join(f"{v:.2f}" for v in phase_medians.values()) + " |", ""]
+    if "ours" in results and "crun" in results:
+        verdict = "met" if results["ours"]["median_ms"] <= results["crun"]["median_ms"] else "NOT met"
+        lines.append(f"Target (our median <= crun's median): **{verdict}** "
+                     f"({results['ours']['median_ms']:.2f} ms vs {results['crun']['median_ms']:.2f} ms).")
+        lines.append("")
+    lines += ["Command:", "", "```", command, "```", ""]
+    return "\n".join(lines)
+
+
+def update_docs(path: Path, body: str) -> None:
+    text = path.read_text()
+    pattern = re.compile(rf"({re.escape(SECTION)}[^\n]*\n)(.*?)(?=^## |\Z)", re.S | re.M)
+    if not pattern.search(text):
+        text = text.rstrip("\n") + f"\n\n{SECTION} (runtime vs crun vs runc)\n"
+    path.write_text(pattern.sub(lambda m: m.group(1) + "\n" + body + "\n", text, count=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime.container.startbench")
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--docs", type=Path, help="rewrite the start-latency section of this markdown file")
+    args = parser.parse_args(argv)
+    from runtime.image.build import ensure_image
+
+    rootfs = ensure_image().rootfs
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    bundle = BENCH_DIR / "bundle"
+    bundle.mkdir(exist_ok=True)
+    (bundle / "config.json").write_text(json.dumps(oci_config(rootfs), indent=2))
+    phases: list[dict[str, float]] = []
+    runners: dict[str, Callable[[int], None]] = {"ours": ours_runner(rootfs, phases)}
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parents[2]).stdout.strip()
+    versions = {"ours": f"isolab {revision}"}
+    for binary in ("crun", "runc"):
+        if path := shutil.which(binary):
+            runners[binary] = oci_runner(path, bundle)
+            versions[binary] = version(path)
+        else:
+            print(f"{binary}: not installed, skipped", file=sys.stderr)
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    try:
+        for i in range(args.warmup + args.runs):
+            for name, run in runners.items():
+                t0 = time.perf_counter()
+                run(i)
+                if i >= args.warmup:
+                    samples[name].append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(BENCH_DIR, ignore_errors=True)
+        for root in Path("/sys/fs/cgroup").glob("*/isolab/oci-startbench"):
+            os.rmdir(root)
+    results = {name: summarize(s) for name, s in samples.items()}
+    measured = phases[args.warmup:]
+    phase_medians = {k: statistics.median(p[k] for p in measured) * 1e3 for k in measured[0]}
+    print(f"{'runtime':<8} {'n':>4} {'median ms':>10} {'p99 ms':>8} {'mean ms':>8}")
+    for name, r in results.items():
+        print(f"{name:<8} {r['n']:>4.0f} {r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} {r['mean_ms']:>8.2f}")
+    print("our phases (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in phase_medians.items()))
+    if args.docs:
+        command = "sudo python -m runtime.container.startbench " + " ".join(argv or sys.argv[1:])
+        update_docs(args.docs, render(results, phase_medians, versions, command, args.runs))
+        print(f"updated {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
