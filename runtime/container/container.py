@@ -85,7 +85,7 @@ class Container:
         self.work = self.layer_dir / "work"
         self.env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "HOSTNAME": spec.hostname,
                     **spec.env, **(env or {})}
-        self.cgroup: Cgroup = make_cgroup(self.instance_id)
+        self.cgroup: Cgroup = make_cgroup(self.instance_id, spec)
         self.network = ContainerNetwork(self.instance_id, spec)
         self.start_phases = StartPhases()
         self.ignored: dict[str, object] = {}

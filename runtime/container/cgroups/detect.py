@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 
 from runtime.container.cgroups.base import Cgroup, read
-from runtime.container.cgroups.v1 import CgroupV1, v1_hierarchies
+from runtime.container.cgroups.v1 import CgroupV1, needed_controllers, v1_hierarchies
 from runtime.container.cgroups.v2 import CgroupV2
 from runtime.errors import PlatformUnavailable
+from runtime.spec import InstanceSpec
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -36,8 +37,9 @@ def _hierarchies() -> dict[str, Path]:
     return v1_hierarchies()
 
 
-def make_cgroup(name: str) -> Cgroup:
-    """The Cgroup for instance `name` on this host (not yet created)."""
+def make_cgroup(name: str, spec: InstanceSpec | None = None) -> Cgroup:
+    """The Cgroup for instance `name` on this host (not yet created); v1 joins only the hierarchies the
+    spec needs (all of them when spec is None)."""
     if cgroup_version() == 2:
         return CgroupV2(name, CGROUP_ROOT)
-    return CgroupV1(name, _hierarchies())
+    return CgroupV1(name, _hierarchies(), needed_controllers(spec))

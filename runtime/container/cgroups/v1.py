@@ -46,13 +46,32 @@ def v1_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
     return found
 
 
+#: Hierarchies every container joins (usage read-back, device rules); others only when a limit needs them.
+ALWAYS = ("cpu", "cpuacct", "memory", "pids", "devices")
+
+
+def needed_controllers(spec: InstanceSpec | None) -> set[str] | None:
+    """The v1 controllers a spec needs (None = all, e.g. for cleanup). Fewer hierarchies start faster."""
+    if spec is None:
+        return None
+    needed = set(ALWAYS)
+    if spec.cpuset is not None:
+        needed.add("cpuset")
+    if any(getattr(spec, k) is not None for k in IO_FIELDS):
+        needed.add("blkio")
+    return needed
+
+
 class CgroupV1(Cgroup):
     version = 1
 
-    def __init__(self, name: str, hierarchies: dict[str, Path]) -> None:
+    def __init__(self, name: str, hierarchies: dict[str, Path], controllers: set[str] | None = None) -> None:
         self.name = name
         self.hierarchies = hierarchies
-        self.dirs = {c: root / CGROUP_PARENT / name for c, root in hierarchies.items()}
+        wanted = set(hierarchies) if controllers is None else controllers
+        # co-mounted controllers (e.g. cpu,cpuacct) share a directory: keep all of a wanted mount's names
+        mounts = {hierarchies[c] for c in wanted if c in hierarchies}
+        self.dirs = {c: root / CGROUP_PARENT / name for c, root in hierarchies.items() if root in mounts}
         self._unique = list(dict.fromkeys(self.dirs.values()))
 
     def paths(self) -> list[Path]:
