@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from runtime.errors import ImageError, InstanceError
-from runtime.naming import link_name, new_instance_id
+from runtime.naming import STATE_ROOT, link_name, new_instance_id
 from runtime.platform import Instance, StartPhases
 from runtime.spec import ExecResult, InstanceSpec
 from runtime.vm import libvirt_conn
@@ -74,6 +74,7 @@ class VmInstance(Instance):
         self._bridge: object | None = None
         self._address: str | None = None
         self._destroyed = False
+        self.create_retries = 0
 
     # ---- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,7 +104,7 @@ class VmInstance(Instance):
         self.start_phases.lap("define")
         deadline = time.monotonic() + owner.boot_timeout
         try:
-            self._domain.create()
+            self._create_domain()
         except libvirt.libvirtError as exc:
             raise InstanceError(f"{self.where}: libvirt could not start {self.name} under "
                                 f"{owner.accel.accel.upper()} ({owner.accel.reason}): "
@@ -142,6 +143,25 @@ class VmInstance(Instance):
         result = self.exec(["sh", "-c", script], timeout=30)
         if not result.ok:
             raise InstanceError(f"{self.where}: tc tbf inside the guest failed: {result.stderr_tail()}")
+
+    def _create_domain(self) -> None:
+        """virDomainCreate, retried when libvirtd tripped over a cgroup mount that vanished under it.
+
+        libvirtd finds cgroup controllers by scanning /proc/mounts at each start; a native instance
+        bind-mounts /sys under /run/isolab/nat-*/ and, if it is torn down at that moment, libvirtd
+        fails with 'Unable to read from /run/isolab/.../cgroup...'. That is transient: retry.
+        """
+        assert self._domain is not None
+        for attempt in range(3):
+            try:
+                self._domain.create()
+                return
+            except libvirt.libvirtError as exc:
+                message = exc.get_error_message() or ""
+                if attempt == 2 or "cgroup" not in message or str(STATE_ROOT) not in message:
+                    raise
+                self.create_retries += 1
+                time.sleep(0.2)
 
     def _make_overlay(self) -> None:
         argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.owner.image.ext4),
@@ -256,6 +276,8 @@ class VmInstance(Instance):
             "vcpus": self.vcpus,
             "memory_bytes": self.memory,
         }
+        if self.create_retries:
+            data["libvirt_create_retries"] = self.create_retries
         if ignored := self.ignored_limits():
             data["limits_ignored"] = sorted(ignored)
         return data

@@ -28,7 +28,7 @@ from runtime.platform import Platform
 from runtime.spec import InstanceSpec
 from runtime.vm import accel as accel_mod
 from runtime.vm import libvirt_conn
-from runtime.vm.instance import VM_STATE_ROOT, VmInstance, check_image_files
+from runtime.vm.instance import FAILED_LOG_ROOT, VM_STATE_ROOT, VmInstance, check_image_files
 
 
 class VmPlatform(Platform):
@@ -109,13 +109,17 @@ class VmPlatform(Platform):
         return env
 
     def cleanup_leftovers(self) -> list[str]:
-        """Remove isolab VM domains, their state dirs, libvirt logs and leftover taps of a killed run."""
+        """Remove isolab VM domains, state dirs, taps, address reservations and logs of earlier runs."""
         removed: list[str] = []
-        conn = self.conn
-        for dom in libvirt_conn.isolab_vm_domains(conn):
-            name = dom.name()
-            libvirt_conn.remove_domain(dom)
-            removed.append(f"domain {name}")
+        try:
+            conn = self.conn
+        except PlatformUnavailable as exc:
+            removed.append(f"(domains not checked: {exc})")
+        else:
+            for dom in libvirt_conn.isolab_vm_domains(conn):
+                name = dom.name()
+                libvirt_conn.remove_domain(dom)
+                removed.append(f"domain {name}")
         if VM_STATE_ROOT.is_dir():
             for state in VM_STATE_ROOT.glob("vm-*"):
                 tap = Path("/sys/class/net") / f"{LINK_PREFIX}{state.name.removeprefix('vm-')}"
@@ -131,6 +135,9 @@ class VmPlatform(Platform):
                 shutil.rmtree(state, ignore_errors=True)
                 removed.append(str(state))
         for log in Path("/var/log/libvirt/qemu").glob(f"{libvirt_conn.VM_DOMAIN_PREFIX}*.log"):
+            log.unlink(missing_ok=True)
+            removed.append(str(log))
+        for log in FAILED_LOG_ROOT.glob("vm-*-serial.log") if FAILED_LOG_ROOT.is_dir() else ():
             log.unlink(missing_ok=True)
             removed.append(str(log))
         return removed

@@ -70,6 +70,7 @@ def test_libvirtd_unreachable(vm_module, image, clean):
     with pytest.raises(PlatformUnavailable, match="cannot connect to libvirtd"):
         bad.create(InstanceSpec(memory=256 * 1024**2))
     assert "libvirt_error" in bad.environment()
+    assert any("domains not checked" in r for r in bad.cleanup_leftovers())
 
 
 def test_hung_guest_times_out_and_keeps_serial_log(vm_module, image, clean):
