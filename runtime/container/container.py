@@ -98,7 +98,8 @@ class Container:
 
     # ---- create ---------------------------------------------------------------------------------
     def create(self) -> Container:
-        """Check the layers, make the state and layer dirs, the cgroup with its limits, the address."""
+        """Check the layers, make the state and layer dirs, reserve the address. (The cgroup is made in
+        start(), concurrently with the child's namespace and mount work.)"""
         self.start_phases = StartPhases()
         for layer in self.layers:
             if not layer.is_dir():
@@ -110,10 +111,6 @@ class Container:
             self.work.mkdir()
             self.status = "created"
             self.save_state()
-            self.cgroup.create()
-            self._cgroup_made = True
-            self.ignored = self.cgroup.apply(self.spec, self._io_device())
-            self.start_phases.lap("cgroup")
             self.network.prepare()
             self.ignored.update(self.network.ignored_limits())
         except BaseException:
@@ -147,6 +144,7 @@ class Container:
             self.save_state()
             marks = self._await_ready(pipes["ready_r"])
             self._record_phases(forked, marks, parent_laps, time.perf_counter())
+            self.start_marks = {"forked": forked, **marks}
             if self.use_init and self.argv is None:
                 self._ns = namespaces.open_namespaces(self.pid)
         except BaseException:
@@ -158,12 +156,16 @@ class Container:
         return self
 
     def _join_and_wire(self, pipes: dict[str, int]) -> dict[str, float]:
-        """While the child builds its root: put it in the cgroup, wire its network, then let it exec.
+        """While the child builds its root: make the cgroup and put the child in it, wire its network,
+        then let it exec.
 
         (v1 joins write one file per hierarchy and may wait for an RCU grace period: doing it here
         overlaps that wait with the child's mounts on another CPU.)"""
         assert self.pid is not None
         t0 = time.perf_counter()
+        self._cgroup_made = True
+        self.cgroup.create()
+        self.ignored.update(self.cgroup.apply(self.spec, self._io_device()))
         self.cgroup.join(self.pid, without_memory=self.use_init)  # keep the init out of the OOM killer
         t1 = time.perf_counter()
         if "sync_r" in pipes and os.read(pipes["sync_r"], 1) == b"n":
@@ -196,7 +198,7 @@ class Container:
         """Phase durations. The cgroup join and the network wiring run in the runtime while the child
         mounts its root, so the phases overlap in time and their sum can exceed the wall time."""
         phases = self.start_phases.phases
-        phases["cgroup"] = phases.get("cgroup", 0.0) + parent["cgroup"]
+        phases["cgroup"] = parent["cgroup"]
         phases["namespaces"] = marks["namespaces"] - forked
         phases["mounts"] = marks["mounts"] - marks["namespaces"]
         phases["network"] = parent["network"]
@@ -382,8 +384,7 @@ class Container:
         """stop(), then remove the writable layer and the state dir. Idempotent."""
         try:
             self.stop()
-        finally:
-            sc.detach_all_under(self.state_dir)
+        finally:  # (no mounts to detach: they all live in the container's own mount namespace)
             shutil.rmtree(self.layer_dir, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.status = "destroyed"

@@ -3,8 +3,9 @@ same rootfs), interleaved run by run, with pid+mnt+uts+ipc+net namespaces and a 
 
     python -m runtime.container.startbench --runs 100 [--docs docs/benchmarks.md]
 
-crun 1.8 refuses this host's hybrid cgroup layout, so it runs in a private mount namespace where
-/sys/fs/cgroup/unified is unmounted (it then uses v1). Prints a table and our per-phase medians, and
+crun 1.8 refuses this host's hybrid cgroup layout, so crun is spawned from a private mount namespace
+where /sys/fs/cgroup/unified is unmounted (crun then uses v1); the benchmark process setns()es into it
+just around each crun run, so crun is spawned exactly like runc. Prints a table and our per-phase medians, and
 rewrites only the "## Container start latency" section of the docs page when --docs is given.
 """
 
@@ -63,21 +64,34 @@ def oci_config(rootfs: Path) -> dict[str, object]:
     }
 
 
-def _hide_unified_cgroup() -> None:
-    """preexec for crun: private mount namespace without the (controller-less) cgroup2 mount."""
+def crun_mount_namespace() -> tuple[int, int]:
+    """(host, private) mount-namespace fds; the private one lacks the controller-less cgroup2 mount, so
+    crun uses v1 there. This (single-threaded) process setns()es into it just around each crun run, so
+    crun is spawned like runc (vfork, no preexec hook) and the other runtimes see the host as it is."""
+    host = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     sc.unshare(sc.CLONE_NEWNS)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     if os.path.ismount("/sys/fs/cgroup/unified"):
         sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
+    private = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    sc.setns(host, sc.CLONE_NEWNS)
+    return host, private
 
 
-def oci_runner(binary: str, bundle: Path) -> Callable[[int], None]:
+def oci_runner(binary: str, bundle: Path, mntns: tuple[int, int] | None = None) -> Callable[[int], None]:
     state = BENCH_DIR / f"state-{Path(binary).name}"
-    preexec = _hide_unified_cgroup if Path(binary).name == "crun" else None
+    cwd = os.getcwd()
 
     def run(i: int) -> None:
-        proc = subprocess.run([binary, "--root", str(state), "run", "--bundle", str(bundle), f"islbench{i}"],
-                              stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=preexec)
+        if mntns:
+            sc.setns(mntns[1], sc.CLONE_NEWNS)
+        try:
+            argv = [binary, "--root", str(state), "run", "--bundle", str(bundle), f"islbench{i}"]
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+        finally:
+            if mntns:
+                sc.setns(mntns[0], sc.CLONE_NEWNS)
+                os.chdir(cwd)
         if proc.returncode != 0:
             raise RuntimeError(f"{binary} run failed ({proc.returncode}): {proc.stderr.decode().strip()}")
     return run
@@ -153,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.image.build import ensure_image
 
     rootfs = ensure_image().rootfs
+    mntns = crun_mount_namespace()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     bundle = BENCH_DIR / "bundle"
     bundle.mkdir(exist_ok=True)
@@ -164,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = {"ours": f"isolab {revision}"}
     for binary in ("crun", "runc"):
         if path := shutil.which(binary):
-            runners[binary] = oci_runner(path, bundle)
+            runners[binary] = oci_runner(path, bundle, mntns if binary == "crun" else None)
             versions[binary] = version(path)
         else:
             print(f"{binary}: not installed, skipped", file=sys.stderr)
@@ -180,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(BENCH_DIR, ignore_errors=True)
         for root in Path("/sys/fs/cgroup").glob("*/isolab/oci-startbench"):
             os.rmdir(root)
+        for root in Path("/sys/fs/cgroup").glob("*/isolab"):
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass  # containers of other processes live there
     results = {name: summarize(s) for name, s in samples.items()}
     measured = phases[args.warmup:]
     phase_medians = {k: statistics.median(p[k] for p in measured) * 1e3 for k in measured[0]}
