@@ -28,6 +28,7 @@ NAME = "network"
 DESCRIPTION = "iperf3 TCP Gbit/s both directions with 1 and 4 streams; netperf TCP_RR/UDP_RR latency percentiles"
 TOOLS = ("iperf3", "netperf")
 PEER_TOOLS = ("iperf3", "netserver", "ss")
+BUSY_RETRIES = 3  # iperf3 "the server is busy running a test": retry after a second
 
 #: netperf omni output selectors, in the order asked for and parsed.
 RR_SELECTORS = ("P50_LATENCY", "P90_LATENCY", "P99_LATENCY", "MEAN_LATENCY", "STDDEV_LATENCY", "MIN_LATENCY",
@@ -103,12 +104,18 @@ def _iperf3(instance: Instance, params: dict[str, object], raw: RawSink, address
                 argv += ["-O", str(omit)]
             if direction == "reverse":
                 argv.append("-R")
-            result = instance.exec(argv, timeout=(seconds + omit) * 4 + 120)
-            raw(f"iperf3-{direction}-P{streams}.json", result.stdout + result.stderr)
-            try:
-                parsed = iperf3.parse(result.stdout + result.stderr)
-            except ParseError as exc:
-                raise ScenarioError(f"network: iperf3 {direction} -P {streams} on {instance.platform}: {exc}") from exc
+            for attempt in range(BUSY_RETRIES + 1):
+                result = instance.exec(argv, timeout=(seconds + omit) * 4 + 120)
+                raw(f"iperf3-{direction}-P{streams}.json", result.stdout + result.stderr)
+                try:
+                    parsed = iperf3.parse(result.stdout + result.stderr)
+                    break
+                except ParseError as exc:
+                    if "busy" in str(exc) and attempt < BUSY_RETRIES:  # the server is still closing the last test
+                        time.sleep(1.0)
+                        continue
+                    raise ScenarioError(f"network: iperf3 {direction} -P {streams} on {instance.platform}: "
+                                        f"{exc}") from exc
             check(result, instance)
             meta = {"protocol": "tcp", "direction": direction, "streams": streams}
             samples.append(Sample("iperf3_throughput", parsed.received_bits_per_s / 1e9, "Gbit/s", meta))
