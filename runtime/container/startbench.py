@@ -68,6 +68,7 @@ def crun_mount_namespace() -> tuple[int, int]:
     """(host, private) mount-namespace fds; the private one lacks the controller-less cgroup2 mount, so
     crun uses v1 there. This (single-threaded) process setns()es into it just around each crun run, so
     crun is spawned like runc (vfork, no preexec hook) and the other runtimes see the host as it is."""
+    cwd = os.getcwd()
     host = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     sc.unshare(sc.CLONE_NEWNS)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -75,6 +76,7 @@ def crun_mount_namespace() -> tuple[int, int]:
         sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
     private = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     sc.setns(host, sc.CLONE_NEWNS)
+    os.chdir(cwd)  # setns() into a mount namespace moves to its root
     return host, private
 
 
@@ -120,8 +122,19 @@ def version(binary: str) -> str:
     return out.splitlines()[0] if out else "?"
 
 
+PHASES_NOTE = (
+    "Our start phases (median ms over the same runs). `cgroup` (make the cgroup, write the limits, join "
+    "the v1 hierarchies, which can wait for an RCU grace period) and `network` run in the runtime while "
+    "the child does `namespaces` and `mounts`, so phases overlap in time; `exec` is from the child's "
+    "go-ahead (capabilities dropped) to its successful execve:")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def render(results: dict[str, dict[str, float]], phase_medians: dict[str, float], versions: dict[str, str],
-           command: str, runs: int) -> str:
+           command: str, runs: int, loads: tuple[str, str] = ("?", "?")) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
         f"(kernel {platform.release()}, {os.cpu_count()} cores, cgroup v1 hybrid), {runs} runs per runtime, "
@@ -131,14 +144,17 @@ def render(results: dict[str, dict[str, float]], phase_medians: dict[str, float]
         "paths, Docker's capabilities); our runtime is called in-process through its Python API and also "
         "stacks an overlayfs writable layer on that rootfs.",
         "",
+        f"Host load average (1/5/15 min) before: {loads[0]}, after: {loads[1]}. Other work (e.g. a TCG "
+        "guest) may share the 2 cores: medians of repeated runs then move by several ms for every "
+        "runtime, so differences of 1-2 ms between runtimes are within run-to-run noise.",
+        "",
         "| runtime | version | n | median (ms) | p99 (ms) | mean (ms) | min (ms) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(f"| {name} | {versions.get(name, '')} | {r['n']:.0f} | {r['median_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['min_ms']:.2f} |")
-    lines += ["", "Our start phases (median ms over the same runs; `cgroup` includes joining the v1 "
-              "hierarchies, which can wait for an RCU grace period):", "",
+    lines += ["", PHASES_NOTE, "",
               "| " + " | ".join(phase_medians) + " |", "|" + "---|" * len(phase_medians),
               "| " + " | ".join(f"{v:.2f}" for v in phase_medians.values()) + " |", ""]
     if "ours" in results and "crun" in results:
@@ -164,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--docs", type=Path, help="rewrite the start-latency section of this markdown file")
     args = parser.parse_args(argv)
+    docs = args.docs.resolve() if args.docs else None
     from runtime.image.build import ensure_image
 
     rootfs = ensure_image().rootfs
@@ -184,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{binary}: not installed, skipped", file=sys.stderr)
     samples: dict[str, list[float]] = {name: [] for name in runners}
+    load_before = load_average()
     try:
         for i in range(args.warmup + args.runs):
             for name, run in runners.items():
@@ -207,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         print(f"{name:<8} {r['n']:>4.0f} {r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} {r['mean_ms']:>8.2f}")
     print("our phases (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in phase_medians.items()))
-    if args.docs:
+    if docs:
         command = "sudo python -m runtime.container.startbench " + " ".join(argv or sys.argv[1:])
-        update_docs(args.docs, render(results, phase_medians, versions, command, args.runs))
-        print(f"updated {args.docs}")
+        loads = (load_before, load_average())
+        update_docs(docs, render(results, phase_medians, versions, command, args.runs, loads))
+        print(f"updated {docs}")
     return 0
 
 
