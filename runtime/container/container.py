@@ -8,6 +8,7 @@ CLI find running containers and `cleanup` find the leftovers of a runtime that w
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -209,6 +210,7 @@ class Container:
         ready_w = pipes["ready_w"]
         step = "close inherited fds"
         try:
+            gc.disable()  # a collection here would touch (copy-on-write) the whole inherited heap
             self._child_fds(pipes)
             step = "unshare(mnt|uts|ipc|net)"
             flags = namespaces.CHILD_FLAGS & (~sc.CLONE_NEWNET if self.network.mode == "host" else -1)
