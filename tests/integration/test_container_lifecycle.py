@@ -178,6 +178,39 @@ def test_cleanup_after_sigkilled_runtime(image, require_root, when):
     assert not list(Path("/sys/fs/cgroup").glob(f"*/isolab/{instance_id}"))
 
 
+def test_init_forwards_signals_and_passes_status(image, require_root):
+    with Container(InstanceSpec(), [image.rootfs], ["sh", "-c", "trap 'exit 42' TERM; sleep 30 & wait"]) as c:
+        c.start()
+        time.sleep(0.2)
+        c.kill(signal.SIGTERM)
+        assert c.wait(timeout=10) == 42
+    with Container(InstanceSpec(), [image.rootfs], ["sleep", "30"]) as c:
+        c.start()
+        c.kill(signal.SIGTERM)  # forwarded by the init: sleep dies of it, init exits 128+15
+        assert c.wait(timeout=10) == 128 + signal.SIGTERM
+
+
+def test_cli_commit_images_rmi(image, require_root, tmp_path):
+    before = _ours()
+    cidfile = tmp_path / "cid"
+    done = _cli("run", "--cidfile", str(cidfile), "--", "sh", "-c", "echo layered > /srv/isl-layer")
+    assert done.returncode == 0, done.stderr
+    cid = cidfile.read_text().strip()
+    name = f"isltest-{cid[3:]}"
+    try:
+        committed = _cli("commit", "-m", "test", cid, name)
+        assert committed.returncode == 0 and committed.stdout.strip() == name, committed.stderr
+        assert name in _cli("images").stdout
+        child = _cli("run", "--rm", "--image", name, "--", "cat", "/srv/isl-layer")
+        assert child.stdout == "layered\n"
+        assert _cli("commit", cid, name).returncode == 125  # exists already: one clear error
+    finally:
+        assert _cli("rm", cid).returncode == 0
+        _cli("rmi", name)
+    assert name not in _cli("images").stdout
+    assert _ours() <= before
+
+
 def test_zz_host_left_clean(require_root):
     """Runs last in this module: no container of a dead runtime remains, no container mount on the host.
     (Containers of a harness running at the same time may exist; native's nat-* mounts are not ours.)"""

@@ -94,3 +94,17 @@ def test_bridge_mode_sees_only_its_own_link(image, bridge):
         assert sorted(c.exec(["ls", "/sys/class/net"]).stdout.split()) == ["eth0", "lo"]
         route = c.exec(["cat", "/proc/net/route"]).stdout
         assert "eth0" in route
+
+
+def test_blkio_write_throttle_on_direct_io(image, require_root):
+    with Container(InstanceSpec(io_write_bps=5_000_000), [image.rootfs]) as c:
+        c.start()
+        if c.ignored:
+            pytest.skip(f"io limits not enforceable here: {c.ignored} (writable layer not on a block device)")
+        t0 = time.perf_counter()
+        dd = c.exec(["dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=10", "oflag=direct"], timeout=60)
+        elapsed = time.perf_counter() - t0
+        assert dd.ok, dd.stderr
+        rate = 10 * 2**20 / elapsed
+        print(f"blkio 5 MB/s write throttle: measured {rate / 1e6:.2f} MB/s")
+        assert 4.0e6 <= rate <= 5.6e6
