@@ -1,5 +1,5 @@
-"""One container: create (dirs, cgroup, network address), start (fork pid 1 into new namespaces, build the
-overlay root, pivot, harden, exec), exec into it, wait, kill, destroy.
+"""One container: create (dirs, network address), start (fork pid 1 into new namespaces; meanwhile make
+the cgroup and wire the network; build the overlay root, pivot, harden, exec), exec, wait, kill, destroy.
 
 `start` reads like the order of operations; each step that can fail reports which step and why, and
 every failure tears down what was made so far. The state file /run/isolab/<id>/state.json lets the
