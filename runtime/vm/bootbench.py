@@ -35,7 +35,8 @@ from runtime.vm.domain_xml import BASE_CMDLINE
 BENCH_SPEC = InstanceSpec(cpus=1, memory=512 * 1024**2, hostname="islboot")
 
 
-def raw_qemu_boot(image: Image, accel: AccelChoice, workdir: Path, timeout: float = 90.0) -> dict[str, float]:
+def raw_qemu_boot(image: Image, accel: AccelChoice, workdir: Path, machine: str = "q35",
+                  timeout: float = 90.0) -> dict[str, float]:
     """Boot once with qemu-system-x86_64 directly; seconds from exec to each marker and to agent ready."""
     overlay = workdir / "overlay.qcow2"
     serial = workdir / "serial.log"
@@ -46,7 +47,7 @@ def raw_qemu_boot(image: Image, accel: AccelChoice, workdir: Path, timeout: floa
                    check=True, timeout=60)
     memory_mib = (BENCH_SPEC.memory or 0) // 1024**2
     cpu = ["-cpu", "host"] if accel.accel == "kvm" else ["-cpu", "max"]
-    argv = ["qemu-system-x86_64", "-machine", f"q35,accel={accel.accel}", *cpu, "-m", str(memory_mib),
+    argv = ["qemu-system-x86_64", "-machine", f"{machine},accel={accel.accel}", *cpu, "-m", str(memory_mib),
             "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", str(image.vmlinux), "-initrd", str(image.initramfs),
             "-append", f"{BASE_CMDLINE} isolab.hostname={BENCH_SPEC.hostname}",
@@ -115,17 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     parser.add_argument("--json", type=Path, help="write raw timings and summaries here")
+    parser.add_argument("--machine", default="q35", help="QEMU machine type for both sides (default q35)")
     args = parser.parse_args(argv)
     from runtime.vm.platform import VmPlatform
 
     image = ensure_image()
-    vm_platform = VmPlatform(image, accel=args.accel)
+    vm_platform = VmPlatform(image, accel=args.accel, machine=args.machine)
     vm_platform.check_available()
     vm_platform.cleanup_leftovers()
     env = vm_platform.environment()
     print(f"ACCELERATOR: {env['accelerator'].upper()} ({env['accelerator_reason']})")
     print(f"qemu {env.get('qemu_version')}, libvirt {env.get('libvirt_version')}, guest kernel "
-          f"{image.kernel_version}, host {platform.node()} {os.cpu_count()} CPUs; spec: 1 vcpu, 512 MiB")
+          f"{image.kernel_version}, host {platform.node()} {os.cpu_count()} CPUs; spec: 1 vcpu, 512 MiB, "
+          f"machine {args.machine}")
     samples: dict[str, dict[str, list[float]]] = {"libvirt": {}, "raw": {}}
     failures: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="isolab-bootbench-", dir="/var/tmp"))
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             for side in ("libvirt", "raw"):
                 try:
                     result = libvirt_boot(vm_platform) if side == "libvirt" else \
-                        raw_qemu_boot(image, vm_platform.accel, workdir)
+                        raw_qemu_boot(image, vm_platform.accel, workdir, args.machine)
                 except IsolabError as exc:
                     failures.append(f"run {run + 1} {side}: {exc}")
                     print(f"run {run + 1} {side} FAILED: {exc}", file=sys.stderr)
