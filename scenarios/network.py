@@ -14,13 +14,14 @@ Traffic goes only to the peer's address, which is checked to lie in the bridge's
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from runtime.platform import Instance
-from runtime.spec import InstanceSpec
+from runtime.spec import ExecResult, InstanceSpec
 from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
 from scenarios.parsers import ParseError, iperf3, netperf
 
@@ -66,27 +67,49 @@ def _peer() -> Iterator[Any]:
     from runtime.network.bridge import ensure_bridge, remove_bridge_if_unused
     from runtime.network.peer import PeerNamespace
 
-    bridge = ensure_bridge()
     try:
-        with PeerNamespace(bridge, ensure_image()) as peer:
+        bridge = ensure_bridge()
+    except OSError as exc:  # pyroute2's NetlinkError is an OSError
+        raise ScenarioError(f"network: cannot set up the suite bridge: {exc}") from exc
+    try:
+        try:
+            peer_ns = PeerNamespace(bridge, ensure_image())
+        except OSError as exc:
+            raise ScenarioError(f"network: cannot create the peer namespace on {bridge.name}: {exc}") from exc
+        with peer_ns as peer:
             subnet = ipaddress.ip_network(bridge.subnet)
             if peer.address is None or ipaddress.ip_address(peer.address) not in subnet:
                 raise ScenarioError(f"network: peer address {peer.address} is not on bridge {bridge.name} "
                                     f"({bridge.subnet}); refusing to send traffic")
             yield peer
     finally:
-        remove_bridge_if_unused(bridge.name)
+        try:
+            remove_bridge_if_unused(bridge.name)
+        except OSError:
+            pass  # left for `python -m bench cleanup`; never mask the scenario's own outcome
+
+
+def _in_peer(peer: Any, argv: list[str], timeout: float = 60) -> ExecResult:
+    """peer.run, with a vanished netns (e.g. removed by a concurrent cleanup) as a ScenarioError."""
+    try:
+        return peer.run(argv, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ScenarioError(f"network: cannot run {argv[0]} in peer {peer.netns}: {exc} "
+                            f"(does /run/netns/{peer.netns} still exist?)") from exc
 
 
 def _start_server(peer: Any, argv: list[str], port: int, wait_s: float) -> None:
     """Start a server in the peer and wait until it listens on `port` (TCP)."""
-    proc = peer.popen(argv)
+    try:
+        proc = peer.popen(argv)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ScenarioError(f"network: cannot start {argv[0]} in peer {peer.netns}: {exc}") from exc
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _, err = proc.communicate()
             raise ScenarioError(f"network: {argv[0]} in the peer exited {proc.returncode}: {err.strip()[-200:]}")
-        listening = peer.run(["ss", "-Hltn", f"sport = :{port}"], timeout=30)
+        listening = _in_peer(peer, ["ss", "-Hltn", f"sport = :{port}"], timeout=30)
         if listening.ok and listening.stdout.strip():
             return
         time.sleep(0.1)
@@ -146,8 +169,8 @@ def _netperf(instance: Instance, params: dict[str, object], raw: RawSink, addres
 def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sample]:
     wait_s = float(params.get("server_wait_s") or 20)  # type: ignore[arg-type]
     with _peer() as peer:
-        missing = peer.run(["sh", "-c", 'for t in "$@"; do command -v "$t" >/dev/null || echo "$t"; done',
-                            "sh", *PEER_TOOLS], timeout=60).stdout.split()
+        missing = _in_peer(peer, ["sh", "-c", 'for t in "$@"; do command -v "$t" >/dev/null || echo "$t"; done',
+                                  "sh", *PEER_TOOLS]).stdout.split()
         if missing:
             raise ScenarioError(f"network: {', '.join(missing)} not found in the image the peer runs")
         samples: list[Sample] = []

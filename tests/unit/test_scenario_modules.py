@@ -47,3 +47,26 @@ def test_disk_jobs_cover_the_issue():
 
 def test_rr_selectors_include_the_percentiles():
     assert {"P50_LATENCY", "P99_LATENCY", "MEAN_LATENCY", "THROUGHPUT"} <= set(network.RR_SELECTORS)
+
+
+class VanishedPeer:
+    """A peer whose netns was removed under it: what a concurrent cleanup does."""
+
+    netns = "isl00000000"
+
+    def run(self, argv, timeout):
+        import subprocess
+
+        raise subprocess.SubprocessError("Exception occurred in preexec_fn.")
+
+    def popen(self, argv):
+        raise FileNotFoundError(2, "No such file or directory", f"/run/netns/{self.netns}")
+
+
+def test_a_vanished_peer_is_a_scenario_error_not_a_crash():
+    from scenarios.base import ScenarioError
+
+    with pytest.raises(ScenarioError, match="cannot run ss in peer isl00000000"):
+        network._in_peer(VanishedPeer(), ["ss", "-ltn"])
+    with pytest.raises(ScenarioError, match="cannot start iperf3 in peer"):
+        network._start_server(VanishedPeer(), ["iperf3", "-s"], 5201, 1)
