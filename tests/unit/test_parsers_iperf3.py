@@ -44,6 +44,7 @@ def test_nan_throughput_is_a_parse_error(fixtures_dir):
     ("bad-no-server-plain.txt", "iperf3 failed: unable to connect to server: Connection refused"),
     ("bad-server-killed.json", "iperf3 failed: unable to write to stream socket: Connection reset by peer"),
     ("bad-server-killed-reverse.json", "iperf3 failed: control socket has closed unexpectedly"),
+    ("bad-server-busy.json", "iperf3 failed: the server is busy running a test"),
     ("handmade-error-text-after-json.txt", "after its report: control socket has closed unexpectedly"),
     ("truncated.json", "not readable.*truncated"),
 ])
