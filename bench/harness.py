@@ -160,11 +160,12 @@ class Harness:
                 self.say(f"{label}: starting instance")
                 with platform.create(scenario_base.spec_for(module, params)) as instance:
                     self.say(f"{label}: instance {instance.instance_id} up in {instance.start_phases.total:.2f} s")
-                    if hasattr(module, "prepare"):
-                        module.prepare(instance, params)
-                    measure(lambda raw: module.run(instance, params, raw), instance.metadata)
-                    if hasattr(module, "cleanup"):
-                        module.cleanup(instance, params)
+                    try:
+                        if hasattr(module, "prepare"):
+                            module.prepare(instance, params)
+                        measure(lambda raw: module.run(instance, params, raw), instance.metadata)
+                    finally:
+                        self._scenario_cleanup(module, instance, params, label)
         except IsolabError as exc:
             failure = str(exc)
         except Exception as exc:
@@ -180,6 +181,15 @@ class Harness:
             pytest.fail(failure, pytrace=False)
         self._finish(CellOutcome(platform_name, scenario_name, "ok", "", done, wall))
         self.say(f"{label}: done, {done} repetitions in {wall:.1f} s")
+
+    def _scenario_cleanup(self, module: object, instance: object, params: dict[str, object], label: str) -> None:
+        """Run the scenario's cleanup also after a failure; its own failure is reported, not raised."""
+        if not hasattr(module, "cleanup"):
+            return
+        try:
+            module.cleanup(instance, params)
+        except Exception as exc:
+            self.say(f"{label}: scenario cleanup failed (the instance is destroyed anyway): {exc}")
 
     def _finish(self, outcome: CellOutcome) -> None:
         self.cells_done += 1

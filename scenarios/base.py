@@ -26,7 +26,7 @@ from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance
 from runtime.spec import ExecResult, InstanceSpec
 
-SCENARIOS = ("cpu", "startup", "footprint")
+SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint")
 PROFILES = ("quick", "full")
 
 RawSink = Callable[[str, str], None]  # (name, text): keep a tool's raw output with the results
