@@ -304,9 +304,11 @@ class VmInstance(Instance):
         return False
 
     def destroy(self) -> None:
-        """Force the domain off (if a graceful stop did not), undefine it, remove its files. Idempotent."""
+        """Stop (gracefully first if the platform says so), undefine, remove every file. Idempotent."""
         if self._destroyed:
             return
+        if self.owner.graceful_stop and self._agent is not None:
+            self.shutdown()
         self._destroyed = True
         started = time.perf_counter()
         errors: list[str] = []

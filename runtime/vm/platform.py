@@ -71,14 +71,6 @@ class VmPlatform(Platform):
         self.conn  # noqa: B018 - fail on libvirtd before creating files
         self._live.add(instance)
         instance.start()
-        if self.graceful_stop:
-            original = instance.destroy
-
-            def stop_then_destroy() -> None:
-                instance.shutdown()
-                original()
-
-            instance.destroy = stop_then_destroy  # type: ignore[method-assign]
         return instance
 
     def forget(self, instance: VmInstance) -> None:
