@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from runtime.container.cgroups import make_cgroup
@@ -38,6 +39,27 @@ def _state(path: Path) -> dict[str, object]:
         return {}
 
 
+YOUNG_S = 60.0  # a state dir this young without a readable state.json is still being created
+
+
+def _is_live(state: Path, everything: bool = False) -> bool:
+    """Whether the container/peer with this state dir belongs to a running process (checked now, not
+    from a snapshot: another process may be creating containers while we sweep)."""
+    if everything or not state.is_dir():
+        return False
+    data = _state(state)
+    if not data:
+        try:
+            return time.time() - state.stat().st_mtime < YOUNG_S
+        except OSError:
+            return False
+    return _alive(data.get("owner_pid"))
+
+
+def _token_live(token: str, everything: bool) -> bool:
+    return any(_is_live(STATE_ROOT / f"{kind}-{token}", everything) for kind in ("ct", "peer"))
+
+
 def _cgroup_roots() -> list[Path]:
     if cgroup_version() == 2:
         return [CGROUP_ROOT / CGROUP_PARENT]
@@ -63,22 +85,12 @@ def _remove_container(instance_id: str, data: dict[str, object]) -> list[str]:
     return removed
 
 
-def _live_tokens(everything: bool) -> set[str]:
-    """Hex tokens (as in isl<token>) of containers and peers whose owner process still runs."""
-    live = set()
-    if STATE_ROOT.is_dir() and not everything:
-        for path in list(STATE_ROOT.glob("ct-*")) + list(STATE_ROOT.glob("peer-*")):
-            if _alive(_state(path).get("owner_pid")):
-                live.add(path.name.rsplit("-", 1)[-1])
-    return live
-
-
-def _remove_network(live: set[str]) -> list[str]:
+def _remove_network(everything: bool) -> list[str]:
     from pyroute2 import IPRoute, netns
 
     removed = []
     for name in netns.listnetns():
-        if name.startswith(LINK_PREFIX) and name[len(LINK_PREFIX):len(LINK_PREFIX) + 8] not in live:
+        if name.startswith(LINK_PREFIX) and not _token_live(name[3:11], everything):
             netns.remove(name)
             removed.append(f"netns {name}")
     with IPRoute() as ipr:
@@ -86,7 +98,7 @@ def _remove_network(live: set[str]) -> list[str]:
             name = link.get_attr("IFLA_IFNAME") or ""
             info = link.get_attr("IFLA_LINKINFO")
             kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-            if kind == "veth" and name.startswith(LINK_PREFIX) and name[3:11] not in live:
+            if kind == "veth" and name.startswith(LINK_PREFIX) and not _token_live(name[3:11], everything):
                 ipr.link("del", index=link["index"])
                 removed.append(f"link {name}")
     for bridge in _suite_bridges():
@@ -106,12 +118,11 @@ def cleanup(everything: bool = False) -> list[str]:
     removed: list[str] = []
     if STATE_ROOT.is_dir():
         for path in sorted(STATE_ROOT.glob("ct-*")):
-            data = _state(path)
-            if everything or not _alive(data.get("owner_pid")):
-                removed += _remove_container(path.name, data)
+            if not _is_live(path, everything):
+                removed += _remove_container(path.name, _state(path))
         for path in sorted(STATE_ROOT.glob("peer-*")):
             data = _state(path)
-            if everything or not _alive(data.get("owner_pid")):
+            if not _is_live(path, everything):
                 bridge = data.get("bridge")
                 if isinstance(bridge, str):
                     release_owner(bridge, path.name)
@@ -122,18 +133,17 @@ def cleanup(everything: bool = False) -> list[str]:
             if not (STATE_ROOT / path.name).exists():
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(str(path))
-    live = _live_tokens(everything)
     for parent in _cgroup_roots():
         if not parent.is_dir():
             continue
         for child in sorted(p for p in parent.iterdir() if p.is_dir()):
-            if child.name.rsplit("-", 1)[-1] not in live:
+            if not _token_live(child.name.rsplit("-", 1)[-1], everything):
                 kill_procs(child / "cgroup.procs")
                 if rmdir_retry(child):
                     removed.append(str(child))
         if not any(p.is_dir() for p in parent.iterdir()) and rmdir_retry(parent):
             removed.append(str(parent))
-    removed += _remove_network(live)
+    removed += _remove_network(everything)
     for directory in (NET_STATE, STATE_ROOT, SCRATCH_ROOT):
         try:
             directory.rmdir()  # only when empty: other platforms' state stays

@@ -8,6 +8,7 @@ CLI find running containers and `cleanup` find the leftovers of a runtime that w
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import os
@@ -25,9 +26,9 @@ from runtime.container import hardening, namespaces, rootfs
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
-from runtime.errors import ExecTimeout, ImageError, InstanceError
+from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError
 from runtime.linux import syscalls as sc
-from runtime.naming import SCRATCH_ROOT, new_instance_id, scratch_dir, state_dir
+from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
 from runtime.platform import StartPhases
 from runtime.spec import ExecResult, InstanceSpec
 
@@ -96,6 +97,7 @@ class Container:
         self._ns: dict[str, int] = {}
         self._cgroup_made = False
         self._owned = True  # False for a handle loaded from another process's state
+        self._static_state: dict[str, Any] | None = None
 
     # ---- create ---------------------------------------------------------------------------------
     def create(self) -> Container:
@@ -105,6 +107,7 @@ class Container:
         for layer in self.layers:
             if not layer.is_dir():
                 raise ImageError(f"container: layer directory {layer} does not exist")
+        _register_exit_hook()
         try:
             self.state_dir.mkdir(parents=True)
             self.root.mkdir()
@@ -141,7 +144,10 @@ class Container:
                 if end in pipes:
                     os.close(pipes.pop(end))
             self.status = "running"
-            parent_laps = self._join_and_wire(pipes)
+            try:
+                parent_laps = self._join_and_wire(pipes)
+            except (OSError, IsolabError) as exc:
+                self._raise_child_error(pipes["ready_r"], exc)
             self.save_state()
             marks = self._await_ready(pipes["ready_r"])
             self._record_phases(forked, marks, parent_laps, time.perf_counter())
@@ -174,6 +180,19 @@ class Container:
         t2 = time.perf_counter()
         os.write(pipes["go_w"], b"g")
         return {"cgroup": t1 - t0, "network": t2 - t1}
+
+    def _raise_child_error(self, ready_r: int, exc: BaseException) -> None:
+        """The runtime's side of the start failed: if the child failed first, report the child's error."""
+        self.kill(signal.SIGKILL)
+        chunks = []
+        while chunk := os.read(ready_r, 65536):
+            chunks.append(chunk)
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            if line.startswith("E"):
+                raise InstanceError(f"container {self.instance_id}: {line[1:]}") from exc
+        if isinstance(exc, IsolabError):
+            raise exc
+        raise InstanceError(f"container {self.instance_id}: start: {exc}") from exc
 
     def _await_ready(self, ready_r: int) -> dict[str, float]:
         chunks = []
@@ -390,17 +409,23 @@ class Container:
             shutil.rmtree(self.layer_dir, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.status = "destroyed"
-            _remove_if_empty(self.state_dir.parent, self.layer_dir.parent)
-            self.cgroup.remove_parent_if_empty()
 
     def save_state(self) -> None:
-        data = {"id": self.instance_id, "status": self.status, "owner_pid": os.getpid(), "pid": self.pid,
-                "argv": self.argv, "image": self.image_name, "layers": [str(p) for p in self.layers],
-                "hostname": self.spec.hostname, "created": time.time(), "spec": self.spec.to_dict(),
-                "returncode": self.returncode, **{f"net_{k}": v for k, v in self.network.state().items()}}
-        tmp = self.state_dir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.state_dir / STATE_FILE)
+        """Write state.json atomically (the spec part is serialised once per container)."""
+        if self._static_state is None:
+            self._static_state = {"id": self.instance_id, "owner_pid": os.getpid(), "argv": self.argv,
+                                  "image": self.image_name, "layers": [str(p) for p in self.layers],
+                                  "hostname": self.spec.hostname, "created": time.time(),
+                                  "spec": self.spec.to_dict()}
+        data = {**self._static_state, "status": self.status, "pid": self.pid, "returncode": self.returncode,
+                **{f"net_{k}": v for k, v in self.network.state().items()}}
+        tmp = f"{self.state_dir}/.{STATE_FILE}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, json.dumps(data).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, f"{self.state_dir}/{STATE_FILE}")
 
     @classmethod
     def load(cls, instance_id: str) -> Container:
@@ -435,12 +460,26 @@ class Container:
         self.destroy()
 
 
-def _remove_if_empty(*directories: Path) -> None:
-    for directory in directories:
+_EXIT_HOOK: list[bool] = []
+
+
+def remove_shared_parents() -> None:
+    """Remove the shared `isolab` cgroup parents and the state/scratch roots if nothing uses them.
+
+    Runs at interpreter exit of a process that made containers (re-creating the parents on every
+    start would cost about a millisecond); `cleanup` does the same for crashed runtimes."""
+    for directory in (STATE_ROOT, SCRATCH_ROOT):
         try:
             directory.rmdir()
         except OSError:
             pass  # other instances (or other platforms) still use it
+    make_cgroup("parent-only").remove_parent_if_empty()
+
+
+def _register_exit_hook() -> None:
+    if not _EXIT_HOOK:
+        _EXIT_HOOK.append(True)
+        atexit.register(remove_shared_parents)
 
 
 def _pid_alive(pid: object) -> bool:

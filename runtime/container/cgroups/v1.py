@@ -20,6 +20,7 @@ from runtime.container.cgroups.base import (
     rmdir_retry,
     write,
 )
+from runtime.errors import InstanceError
 from runtime.naming import CGROUP_PARENT
 from runtime.spec import InstanceSpec
 
@@ -83,6 +84,15 @@ class CgroupV1(Cgroup):
                 write(parent / key, read(root / key).strip())
 
     def create(self) -> None:
+        for attempt in range(3):  # another process may remove the empty shared parent meanwhile
+            try:
+                self._create()
+                return
+            except InstanceError:
+                if attempt == 2:
+                    raise
+
+    def _create(self) -> None:
         for controller, path in self.dirs.items():
             mkdir(path.parent)
             if controller == "cpuset":
