@@ -54,6 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.command:
         raise IsolabError("run: no command given (use: run [options] -- CMD ...)")
+    if args.userns:
+        raise IsolabError("run --userns: user namespaces are not implemented in this runtime yet")
     spec = _spec(args)
     layers = _store().resolve(args.image)
     container = Container(spec, layers, args.command, init=not args.no_init, image_name=args.image)
@@ -206,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rm", action="store_true", help="remove the container (and its layer) on exit")
     run.add_argument("--no-init", action="store_true", help="run the command itself as pid 1")
     run.add_argument("--cidfile", help="write the container id to this file")
+    run.add_argument("--userns", action="store_true", help="(not implemented yet: fails with a clear error)")
     run.add_argument("command", nargs=argparse.REMAINDER)
     run.set_defaults(func=cmd_run)
     ps = sub.add_parser("ps", help="list containers")
