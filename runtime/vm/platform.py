@@ -28,7 +28,7 @@ from runtime.platform import Platform
 from runtime.spec import InstanceSpec
 from runtime.vm import accel as accel_mod
 from runtime.vm import libvirt_conn
-from runtime.vm.instance import FAILED_LOG_ROOT, VM_STATE_ROOT, VmInstance, check_image_files
+from runtime.vm.instance import FAILED_LOG_ROOT, VM_STATE_ROOT, VmInstance, check_image_files, owner_alive
 
 
 class VmPlatform(Platform):
@@ -101,7 +101,10 @@ class VmPlatform(Platform):
         return env
 
     def cleanup_leftovers(self) -> list[str]:
-        """Remove isolab VM domains, state dirs, taps, address reservations and logs of earlier runs."""
+        """Remove isolab VM domains, state dirs, taps, address reservations and logs of dead runs.
+
+        Instances whose owner process (owner.pid in the state dir) is alive are left alone.
+        """
         removed: list[str] = []
         try:
             conn = self.conn
@@ -110,10 +113,15 @@ class VmPlatform(Platform):
         else:
             for dom in libvirt_conn.isolab_vm_domains(conn):
                 name = dom.name()
+                state = VM_STATE_ROOT / f"vm-{name.removeprefix(libvirt_conn.VM_DOMAIN_PREFIX)}"
+                if owner_alive(state) is not None:
+                    continue  # a running process (another run, right now) owns it
                 libvirt_conn.remove_domain(dom)
                 removed.append(f"domain {name}")
         if VM_STATE_ROOT.is_dir():
             for state in VM_STATE_ROOT.glob("vm-*"):
+                if owner_alive(state) is not None:
+                    continue
                 tap = Path("/sys/class/net") / f"{LINK_PREFIX}{state.name.removeprefix('vm-')}"
                 if tap.exists():
                     subprocess.run(["ip", "link", "del", tap.name], capture_output=True, timeout=10)
@@ -127,6 +135,8 @@ class VmPlatform(Platform):
                 shutil.rmtree(state, ignore_errors=True)
                 removed.append(str(state))
         for log in Path("/var/log/libvirt/qemu").glob(f"{libvirt_conn.VM_DOMAIN_PREFIX}*.log"):
+            if (VM_STATE_ROOT / f"vm-{log.stem.removeprefix(libvirt_conn.VM_DOMAIN_PREFIX)}").exists():
+                continue  # its instance is alive
             log.unlink(missing_ok=True)
             removed.append(str(log))
         for log in FAILED_LOG_ROOT.glob("vm-*-serial.log") if FAILED_LOG_ROOT.is_dir() else ():
