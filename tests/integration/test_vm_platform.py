@@ -143,3 +143,19 @@ def test_destroy_leaves_nothing(platform):
                            text=True, timeout=30).stdout.split()
     assert instance.name not in names
     assert not (VM_STATE_ROOT / instance.instance_id).exists()
+
+
+def test_limits_reach_libvirt(platform):
+    """cpuset pinning, CPU quota and shares, and disk iotune are applied to the running domain."""
+    spec = InstanceSpec(cpus=0.5, cpuset="0", cpu_shares=512, memory=384 * 1024**2,
+                        io_read_bps=20_000_000, io_write_iops=200, pids_max=50)
+    with platform.create(spec) as instance:
+        domain = instance._domain
+        assert domain.vcpuPinInfo(0) == [(True,) + (False,) * (os.cpu_count() - 1)]
+        sched = domain.schedulerParameters()
+        assert (sched["cpu_shares"], sched["vcpu_period"], sched["vcpu_quota"]) == (512, 100000, 50000)
+        iotune = domain.blockIoTune("vda", 0)
+        assert (iotune["read_bytes_sec"], iotune["write_iops_sec"]) == (20_000_000, 200)
+        assert instance.exec(["nproc"], timeout=60).stdout.strip() == "1"
+        assert instance.ignored_limits() == {"pids_max": 50}
+        assert instance.metadata()["limits_ignored"] == ["pids_max"]
