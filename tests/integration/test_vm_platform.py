@@ -18,7 +18,7 @@ from runtime.spec import InstanceSpec
 
 pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.image]
 
-SPEC = InstanceSpec(cpus=2, memory=768 * 1024**2, network="bridge", hostname="islvmtest",
+SPEC = InstanceSpec(cpus=2, memory=768 * 1024**2, network="bridge", bandwidth=200_000_000, hostname="islvmtest",
                     env={"ISOLAB_SPEC_ENV": "from-spec"})
 
 
@@ -130,6 +130,13 @@ def test_bridge_address(vm):
     assert f"{vm.address}/24" in addrs
     assert vm.exec(["hostname"], timeout=60).stdout.strip() == "islvmtest"
     assert vm.exec(["busybox", "ping", "-c", "1", "-W", "3", "10.213.0.1"], timeout=60).ok
+
+
+def test_bandwidth_shaped_both_ways(vm):
+    assert "tbf" in vm.exec(["tc", "qdisc", "show"], timeout=60).stdout  # guest -> host
+    tap = "isl" + vm.instance_id.removeprefix("vm-")
+    host = subprocess.run(["tc", "qdisc", "show", "dev", tap], capture_output=True, text=True, timeout=30).stdout
+    assert "tbf" in host and "200Mbit" in host  # host -> guest
 
 
 def test_destroy_leaves_nothing(platform):
