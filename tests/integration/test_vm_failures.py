@@ -127,3 +127,23 @@ def test_sigkill_mid_boot_then_cleanup(vm_module, image):
     assert isolab_domains() == [] and vm_dirs() == []
     tokens = [r.removeprefix("domain isolab-vm-") for r in removed if r.startswith("domain isolab-vm-")]
     assert not [t for t in tokens if Path(f"/sys/class/net/isl{t}").exists()]
+
+
+def test_ctrl_c_mid_boot_leaves_nothing(vm_module, image):
+    """SIGINT (Ctrl-C) while the guest boots: the driver itself removes domain, overlay and tap."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=Path(__file__).resolve().parents[2],
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not isolab_domains() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert isolab_domains(), "the child never defined its domain"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "KeyboardInterrupt" in stderr
+    assert isolab_domains() == [] and vm_dirs() == []
