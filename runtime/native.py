@@ -1,7 +1,7 @@
 """The native baseline: commands run chrooted into the shared rootfs, with no namespaces and no limits.
 
 The instance root is a read-only bind mount of the image (so a workload cannot alter the cache),
-with /proc, /sys and /dev from the host and a writable /tmp bind-mounted from a per-instance
+with fresh proc and sysfs mounts, the host's /dev and a writable /tmp bind-mounted from a per-instance
 directory on the host's disk (`scratch_dir`), so disk workloads hit the host filesystem directly.
 Everything lives under /run/isolab/<id>/ and is detached on destroy.
 """
@@ -46,8 +46,10 @@ class NativeInstance(Instance):
             sc.mount(str(self.image.rootfs), self.root, None, sc.MS_BIND)
             sc.mount(None, self.root, None, sc.MS_PRIVATE)
             sc.mount(None, self.root, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
-            sc.mount("/proc", self.root / "proc", None, sc.MS_BIND | sc.MS_REC)
-            sc.mount("/sys", self.root / "sys", None, sc.MS_BIND | sc.MS_REC)
+            # Fresh proc and sysfs mounts (not recursive binds of the host's): no cgroup or other
+            # submounts appear under /run/isolab for libvirtd and others to trip over.
+            sc.mount("proc", self.root / "proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+            sc.mount("sysfs", self.root / "sys", "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
             sc.mount("/dev", self.root / "dev", None, sc.MS_BIND | sc.MS_REC)
             sc.mount(str(self.scratch), self.root / "tmp", None, sc.MS_BIND)
             self.start_phases.lap("mounts")
