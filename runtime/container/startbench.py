@@ -147,7 +147,11 @@ def render(results: dict[str, dict[str, float]], phase_medians: dict[str, float]
         "",
         f"Host load average (1/5/15 min) before: {loads[0]}, after: {loads[1]}. Other work (e.g. a TCG "
         "guest) may share the 2 cores: medians of repeated runs then move by several ms for every "
-        "runtime, so differences of 1-2 ms between runtimes are within run-to-run noise.",
+        "runtime, so differences of 1-2 ms between runtimes are within run-to-run noise. Our tail "
+        "(p99, mean) is dominated by the writable layer, which the read-only OCI bundle does not have: "
+        "unmounting overlayfs syncs the upper filesystem and removing the layer unlinks on ext4, and "
+        "while another job writes to the same disk (e.g. fio) both stall for 50-700 ms (measured by "
+        "timing destroy's steps during such a burst).",
         "",
         "| runtime | version | n | median (ms) | p99 (ms) | mean (ms) | min (ms) |",
         "|---|---|---|---|---|---|---|",
