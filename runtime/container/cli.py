@@ -58,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise IsolabError("run --userns: user namespaces are not implemented in this runtime yet")
     spec = _spec(args)
     layers = _store().resolve(args.image)
-    container = Container(spec, layers, args.command, init=not args.no_init, image_name=args.image)
+    container = Container(spec, layers, args.command, init=not args.no_init, image_name=args.image,
+                          volatile=args.rm and not args.durable)
     started = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -205,7 +206,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--bandwidth", help="tc quota on the container's veth, e.g. 100mbit")
     run.add_argument("--hostname", default="isolab")
     run.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")
-    run.add_argument("--rm", action="store_true", help="remove the container (and its layer) on exit")
+    run.add_argument("--rm", action="store_true",
+                     help="remove the container and its layer on exit (the layer is then mounted 'volatile')")
+    run.add_argument("--durable", action="store_true", help="with --rm: keep fsync semantics on the layer")
     run.add_argument("--no-init", action="store_true", help="run the command itself as pid 1")
     run.add_argument("--cidfile", help="write the container id to this file")
     run.add_argument("--userns", action="store_true", help="(not implemented yet: fails with a clear error)")

@@ -66,10 +66,13 @@ class Container:
     """A container from read-only `layers` (base first) plus its own writable layer.
 
     argv None runs a sleeping init (for `exec`); with `init` False argv itself is pid 1 (like crun).
+    `volatile` mounts the writable layer without syncs (like podman for --rm containers): only for
+    layers that are discarded on exit and workloads that do not rely on fsync.
     """
 
     def __init__(self, spec: InstanceSpec, layers: Sequence[Path], argv: Sequence[str] | None = None, *,
                  init: bool = True, env: dict[str, str] | None = None, quiet: bool = False,
+                 volatile: bool = False,
                  image_name: str = "base", instance_id: str | None = None) -> None:
         if argv is not None and not argv:
             raise InstanceError("container: empty command")
@@ -78,6 +81,7 @@ class Container:
         self.argv = list(argv) if argv is not None else None
         self.use_init = init or argv is None
         self.quiet = quiet or argv is None
+        self.volatile = volatile  # overlay 'volatile': no syncs of the writable layer (thrown away on exit)
         self.image_name = image_name
         self.instance_id = instance_id or new_instance_id("ct")
         self.state_dir = state_dir(self.instance_id)
@@ -247,7 +251,7 @@ class Container:
                 step = f"open {memory_procs}"
                 memory_fd = os.open(memory_procs, os.O_WRONLY | os.O_CLOEXEC)
             step = "prepare root"
-            rootfs.prepare_root(self.layers, self.upper, self.work, self.root)
+            rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile)
             marks["mounts"] = time.perf_counter()
             step = "wait for the runtime (cgroup, network)"
             if os.read(pipes["go_r"], 1) != b"g":

@@ -20,14 +20,17 @@ DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/sel
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"))
 
 
-def overlay_options(lowers: Sequence[Path], upper: Path, work: Path) -> str:
-    """overlayfs mount data; `lowers` is base-first, overlay wants topmost first."""
+def overlay_options(lowers: Sequence[Path], upper: Path, work: Path, volatile: bool = False) -> str:
+    """overlayfs mount data; `lowers` is base-first, overlay wants topmost first. `volatile` skips the
+    syncs of the upper filesystem (fsync inside becomes a no-op; unmounting no longer syncs the whole
+    host filesystem): only for writable layers that are thrown away on exit."""
     lowerdir = ":".join(str(p) for p in reversed(lowers))
-    return f"lowerdir={lowerdir},upperdir={upper},workdir={work}"
+    return f"lowerdir={lowerdir},upperdir={upper},workdir={work}" + (",volatile" if volatile else "")
 
 
-def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
-    sc.mount("overlay", target, "overlay", 0, overlay_options(lowers, upper, work))
+def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path,
+                  volatile: bool = False) -> None:
+    sc.mount("overlay", target, "overlay", 0, overlay_options(lowers, upper, work, volatile))
 
 
 def mount_dev(root: str) -> None:
@@ -46,10 +49,10 @@ def mount_dev(root: str) -> None:
         os.symlink(target, f"{dev}/{name}")
 
 
-def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path) -> None:
+def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False) -> None:
     """In a fresh mount namespace: build the container's tree at `root` and pivot into it."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    mount_overlay(lowers, upper, work, root)
+    mount_overlay(lowers, upper, work, root, volatile)
     r = str(root)
     sc.mount("proc", f"{r}/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     sc.mount("sysfs", f"{r}/sys", "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
