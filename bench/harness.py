@@ -33,10 +33,14 @@ class _EnoughRepetitions(BaseException):
     only on an Exception)."""
 
 
-def noisiest(per_metric: dict[str, list[float]]) -> tuple[str, float]:
-    """The metric with the largest coefficient of variation, and that CV (0 with < 2 values)."""
+def noisiest(per_metric: dict[str, list[float]], only: tuple[str, ...] | None = None) -> tuple[str, float]:
+    """The metric with the largest coefficient of variation, and that CV (0 with < 2 values).
+
+    Keys look like 'metric[variant] (unit)'; `only` restricts the search to those metric names."""
     worst, worst_cv = "", 0.0
     for key, values in per_metric.items():
+        if only is not None and key.split("[", 1)[0] not in only:
+            continue
         if len(values) < 2:
             continue
         mean = statistics.fmean(values)
@@ -121,7 +125,7 @@ class Harness:
                 nonlocal extend_note
                 if done < reps:
                     return
-                metric, cv = noisiest(per_metric)
+                metric, cv = noisiest(per_metric, getattr(module, "PRECISION_METRICS", None))
                 if cv <= self.config.cv_target or done >= max_reps:
                     raise _EnoughRepetitions
                 extend_note = (f" (extending: CV {100 * cv:.1f}% > {100 * self.config.cv_target:.0f}% "

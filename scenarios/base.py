@@ -5,6 +5,8 @@ A scenario module (modelled on PerfKitBenchmarker's benchmark modules) declares:
   DESCRIPTION: str
   TOOLS: tuple[str, ...]       binaries it needs inside the image
   PROFILES: dict[str, dict]    parameters per profile ("quick" for CI, "full" for papers): data, not code
+  PRECISION_METRICS: tuple     (optional) metrics whose CV decides whether repetitions extend; default:
+                               all. Tail latencies are noisy by nature and should not drive the run length.
   instance_spec(params) -> InstanceSpec      (optional; default: InstanceSpec())
   prepare(instance, params) -> None          (optional)
   run(instance, params, raw: RawSink) -> list[Sample]

@@ -18,6 +18,7 @@ from scenarios.parsers import ParseError, fio, iozone
 NAME = "disk"
 DESCRIPTION = "fio seq 1M / rand 4k qd32 / 70-30 mix with O_DIRECT: IOPS, MB/s, clat p50/p99/p99.9; iozone table"
 TOOLS = ("fio", "iozone", "df", "rm", "mkdir")
+PRECISION_METRICS = ("fio_iops", "fio_bandwidth", "iozone_throughput")  # CV of these decides extension
 
 FIO_FILE = "isolab-fio.dat"
 IOZONE_FILE = "isolab-iozone.dat"

@@ -22,6 +22,7 @@ from scenarios.base import RawSink, Sample, check
 NAME = "footprint"
 DESCRIPTION = "host memory (PSS) and disk per idle instance, page-cache sharing, instances within a memory budget"
 TOOLS = ()
+PRECISION_METRICS = ("idle_pss_mib", "disk_per_instance_mib")  # CV of these decides extension
 MIB = 2**20
 READ_FILES = (
     "/usr/lib/x86_64-linux-gnu/libicudata.so.72.1",

@@ -28,6 +28,7 @@ from scenarios.parsers import ParseError, iperf3, netperf
 NAME = "network"
 DESCRIPTION = "iperf3 TCP Gbit/s both directions with 1 and 4 streams; netperf TCP_RR/UDP_RR latency percentiles"
 TOOLS = ("iperf3", "netperf")
+PRECISION_METRICS = ("iperf3_throughput", "netperf_rr_transactions")  # CV of these decides extension
 PEER_TOOLS = ("iperf3", "netserver", "ss")
 BUSY_RETRIES = 3  # iperf3 "the server is busy running a test": retry after a second
 

@@ -18,6 +18,7 @@ from scenarios.base import RawSink, Sample, ScenarioError, check
 NAME = "startup"
 DESCRIPTION = "time to a ready instance (first command answered) and teardown, serial and in parallel"
 TOOLS = ()
+PRECISION_METRICS = ("startup_ready_s",)  # CV of these decides extension
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {"serial": 3, "parallel": 2},

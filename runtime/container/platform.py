@@ -39,6 +39,11 @@ class ContainerInstance(Instance):
     def put_file(self, local: Path, remote: str) -> None:
         shutil.copyfile(local, self.container.path_inside(remote))
 
+    def host_pids(self) -> list[int]:
+        """The container's init (pid 1 inside); its descendants are the rest of the container."""
+        pid = getattr(self.container, "pid", None)
+        return [pid] if pid else []
+
     def get_file(self, remote: str, local: Path) -> None:
         shutil.copyfile(self.container.path_inside(remote), local)
 

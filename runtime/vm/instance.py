@@ -262,6 +262,13 @@ class VmInstance(Instance):
             stderr = f"{argv[0]}: command not found in the guest ({stderr.strip()})\n"
         return ExecResult(tuple(argv), code, stdout, stderr, time.perf_counter() - started)
 
+    def host_pids(self) -> list[int]:
+        """The QEMU process running this guest (libvirt's pid file for the domain)."""
+        try:
+            return [int(Path(f"/run/libvirt/qemu/{self.name}.pid").read_text().strip())]
+        except (OSError, ValueError):
+            return []
+
     def put_file(self, local: Path, remote: str) -> None:
         try:
             self._require_agent().put_file(Path(local), remote)

@@ -59,3 +59,12 @@ def test_mann_whitney_separated_groups():
 def test_empty_summary_is_an_error():
     with pytest.raises(ValueError):
         stats.summarize([])
+
+
+def test_noisiest_respects_precision_metrics():
+    from bench.harness import noisiest
+
+    per_metric = {"fio_iops[rw=read] (IOPS)": [100.0, 101.0], "fio_clat_p99[rw=read] (µs)": [10.0, 30.0]}
+    assert noisiest(per_metric)[0].startswith("fio_clat_p99")
+    name, cv = noisiest(per_metric, ("fio_iops",))
+    assert name.startswith("fio_iops") and cv < 0.01
