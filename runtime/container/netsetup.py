@@ -8,13 +8,11 @@ opened while the calling thread had temporarily joined that netns (no helper pro
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 import struct
 from typing import Any
 
 from runtime.errors import InstanceError
-from runtime.linux import syscalls as sc
 from runtime.naming import link_name
 from runtime.network.bridge import (
     DEFAULT_BRIDGE,
@@ -26,23 +24,8 @@ from runtime.network.bridge import (
     release_owner,
 )
 from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link, set_rate_limit
+from runtime.network.netns import netlink_socket_in
 from runtime.spec import InstanceSpec
-
-
-def netlink_socket_in(pid: int) -> socket.socket:
-    """A NETLINK_ROUTE socket bound to the network namespace of `pid`."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        sc.setns(target, sc.CLONE_NEWNET)
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-        finally:
-            sc.setns(own, sc.CLONE_NEWNET)
-    finally:
-        os.close(target)
-        os.close(own)
-
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -101,7 +84,7 @@ class ContainerNetwork:
             if self.spec.bandwidth:
                 set_rate_limit(ipr, self.host_link, self.spec.bandwidth)  # traffic into the container
         try:
-            sock = netlink_socket_in(pid)
+            sock = netlink_socket_in(f"/proc/{pid}/ns/net")
         except OSError as exc:
             raise InstanceError(f"network: cannot open netlink in /proc/{pid}/ns/net: {exc}") from exc
         with IPRoute(use_socket=sock) as inside:

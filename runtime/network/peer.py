@@ -23,9 +23,9 @@ from runtime.linux import syscalls as sc
 from runtime.naming import link_name, new_instance_id, state_dir
 from runtime.network.bridge import Bridge, allocate_address, release_address
 from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link
+from runtime.network.netns import NETNS_DIR, create_netns, netlink_socket_in, netns_path, remove_netns
 from runtime.spec import ExecResult
 
-NETNS_DIR = Path("/run/netns")
 PEER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -49,7 +49,7 @@ class PeerNamespace:
         self._start()
 
     def _start(self) -> None:
-        from pyroute2 import IPRoute, netns
+        from pyroute2 import IPRoute
 
         if not (self.rootfs / "bin").exists():
             raise InstanceError(f"peer: image rootfs {self.rootfs} does not exist")
@@ -58,7 +58,7 @@ class PeerNamespace:
             (self.state_dir / "state.json").write_text(json.dumps(
                 {"id": self.peer_id, "owner_pid": os.getpid(), "netns": self.netns,
                  "host_link": self.host_link, "bridge": self.bridge.name}))
-            netns.create(self.netns)
+            create_netns(self.netns)
             self._created = True
             self.address = allocate_address(self.bridge, owner=self.peer_id)
             fd = os.open(NETNS_DIR / self.netns, os.O_RDONLY)
@@ -68,7 +68,7 @@ class PeerNamespace:
                                        peer_netns_fd=fd)
             finally:
                 os.close(fd)
-            with IPRoute(netns=self.netns) as ipr:
+            with IPRoute(use_socket=netlink_socket_in(netns_path(self.netns))) as ipr:
                 configure_inside(ipr, link_name(self.peer_id, "p"), "eth0", self.address,
                                  self.bridge.prefixlen, None)
         except BaseException:
@@ -129,11 +129,11 @@ class PeerNamespace:
             except (subprocess.TimeoutExpired, ValueError, OSError):
                 pass
         self._procs.clear()
-        from pyroute2 import IPRoute, netns
+        from pyroute2 import IPRoute
 
         if self._created:
             try:
-                netns.remove(self.netns)
+                remove_netns(self.netns)
             except OSError:
                 pass
             self._created = False
