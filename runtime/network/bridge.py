@@ -134,11 +134,13 @@ def allocate_address(bridge: Bridge, owner: str = "") -> str:
 
 
 def release_address(bridge: Bridge, addr: str) -> None:
-    """Give `addr` back to the bridge's pool (no error if it was not reserved)."""
+    """Give `addr` back to the bridge's pool (no error if it was not reserved). The last user out
+    removes the bridge: with no port attached and no live reservation left, it is deleted."""
     with _locked(bridge.name):
         book = _read_book(bridge.name)
         if book.pop(addr, None) is not None:
             _write_book(bridge.name, book)
+    remove_bridge_if_unused(bridge.name)
 
 
 def release_owner(bridge_name: str, owner: str) -> None:
