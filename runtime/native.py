@@ -113,6 +113,7 @@ class NativeInstance(Instance):
 
 class NativePlatform(Platform):
     name = "native"
+    network_modes = ("host",)
 
     def __init__(self, image: Image | None = None, **_options: object) -> None:
         self.image = image

@@ -99,6 +99,8 @@ class Platform(ABC):
     """Creates instances of one kind from the shared image."""
 
     name: str
+    #: The InstanceSpec.network modes this platform can realise (scenarios pick among these).
+    network_modes: tuple[str, ...] = ("none",)
 
     def check_available(self) -> None:
         """Raise PlatformUnavailable with the reason when this host cannot run the platform."""

@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass, field
 
 from runtime.errors import SpecError
 
-NETWORK_MODES = ("none", "host", "bridge")
+# none: own empty network; host: the host's network stack; bridge: own stack on the suite's isolated
+# bridge with an address; nat: own stack on a private bridge, reachable only through a port-forward
+# (DNAT) on the suite bridge's host address, as Docker publishes ports.
+NETWORK_MODES = ("none", "host", "bridge", "nat")
+VOLUME_DIR = "/mnt"  # where InstanceSpec(volume=True) mounts the instance's data volume
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _RATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
@@ -82,6 +86,9 @@ class InstanceSpec:
     bandwidth: int | None = None  # bits/s egress+ingress cap on the instance's link
     hostname: str = "isolab"
     env: dict[str, str] = field(default_factory=dict)
+    # A data volume at VOLUME_DIR that bypasses the instance's copy-on-write root: a bind-mounted host
+    # directory (container), a raw disk image (vm), a host directory (native).
+    volume: bool = False
 
     def __post_init__(self) -> None:
         if self.network not in NETWORK_MODES:
@@ -100,7 +107,7 @@ class InstanceSpec:
 
     def limits(self) -> dict[str, object]:
         """The limits that are set, by name (for 'limits ignored' reports and metadata)."""
-        skip = {"network", "hostname", "env"}
+        skip = {"network", "hostname", "env", "volume"}
         return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
 
     def to_dict(self) -> dict[str, object]:

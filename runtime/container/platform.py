@@ -69,6 +69,7 @@ class ContainerInstance(Instance):
 
 class ContainerPlatform(Platform):
     name = "container"
+    network_modes = ("none", "host", "bridge")
 
     def __init__(self, image: Image | None = None, *, image_name: str = BASE,
                  layers: Sequence[str | Path] = (), **_options: object) -> None:

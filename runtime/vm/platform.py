@@ -33,6 +33,7 @@ from runtime.vm.instance import FAILED_LOG_ROOT, VM_STATE_ROOT, VmInstance, chec
 
 class VmPlatform(Platform):
     name = "vm"
+    network_modes = ("none", "bridge")
 
     def __init__(self, image: Image | None = None, accel: str = "auto", **options: object) -> None:
         self.image = image
@@ -67,6 +68,9 @@ class VmPlatform(Platform):
         if self.image is None:
             raise SpecError("vm: no image given (VmPlatform(image=ensure_image()))")
         check_image_files(self.image)
+        if spec.network not in self.network_modes:
+            raise SpecError(f"vm: network mode {spec.network!r} is not supported (supported: "
+                            f"{', '.join(self.network_modes)})")
         instance = VmInstance(self, spec)  # validates vcpus/memory before anything exists
         self.conn  # noqa: B018 - fail on libvirtd before creating files
         self._live.add(instance)
