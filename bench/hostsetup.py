@@ -31,6 +31,7 @@ PACKAGES: dict[str, str] = {
     "e2fsprogs": "/sbin/mkfs.ext4",
     "kmod": "/sbin/modprobe",
     "iproute2": "/sbin/ip",
+    "nftables": "/usr/sbin/nft",
     "fio": "/usr/bin/fio",
     "iperf3": "/usr/bin/iperf3",
     "stress-ng": "/usr/bin/stress-ng",

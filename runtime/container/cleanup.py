@@ -1,5 +1,6 @@
 """Find and remove what a crashed (e.g. SIGKILLed) runtime left: processes, cgroups, veths, netns,
-address reservations, state dirs and writable layers. Only container (`ct-*`) and network (`peer-*`,
+address reservations, nat publications (the nftables table `ip isolab` and the suite bridges' forwarding
+flags), state dirs and writable layers. Only container (`ct-*`) and network (`peer-*`,
 `isl*` veths and netns, an unused suite bridge) objects are touched; objects whose owning process
 is still alive are left alone unless `everything` is set.
 """
@@ -18,6 +19,7 @@ from runtime.container.cgroups.detect import CGROUP_ROOT, _hierarchies, cgroup_v
 from runtime.linux import syscalls as sc
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT
 from runtime.network.bridge import NET_STATE, bridge_ports, live_reservations, release_owner, remove_bridge
+from runtime.network.nat import cleanup_publications
 
 
 def _alive(pid: object) -> bool:
@@ -73,9 +75,10 @@ def _remove_container(instance_id: str, data: dict[str, object]) -> list[str]:
     for path in cgroup.paths():
         if path.exists() and rmdir_retry(path):
             removed.append(str(path))
-    bridge = data.get("net_bridge")
-    if isinstance(bridge, str):
-        release_owner(bridge, instance_id)
+    for key in ("net_bridge", "net_suite_bridge"):  # nat mode also holds an address on the suite bridge
+        bridge = data.get(key)
+        if isinstance(bridge, str):
+            release_owner(bridge, instance_id)
     state = STATE_ROOT / instance_id
     removed += sc.detach_all_under(state)
     for path in (state, SCRATCH_ROOT / instance_id):
@@ -101,6 +104,7 @@ def _remove_network(everything: bool) -> list[str]:
             if kind == "veth" and name.startswith(LINK_PREFIX) and not _token_live(name[3:11], everything):
                 ipr.link("del", index=link["index"])
                 removed.append(f"link {name}")
+    removed += cleanup_publications(everything)  # nat: DNAT table `ip isolab`, forwarding flags
     for bridge in _suite_bridges():
         if not bridge_ports(bridge) and not live_reservations(bridge):
             remove_bridge(bridge)

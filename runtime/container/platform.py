@@ -69,7 +69,13 @@ class ContainerInstance(Instance):
 
 class ContainerPlatform(Platform):
     name = "container"
-    network_modes = ("none", "host", "bridge")
+
+    @property  # type: ignore[override]
+    def network_modes(self) -> tuple[str, ...]:
+        """none, host, bridge, and nat where the host has nftables with DNAT (runtime.network.nat)."""
+        from runtime.network.nat import nat_unavailable
+
+        return ("none", "host", "bridge") + (("nat",) if nat_unavailable() is None else ())
 
     def __init__(self, image: Image | None = None, *, image_name: str = BASE,
                  layers: Sequence[str | Path] = (), **_options: object) -> None:
