@@ -3,7 +3,10 @@
 The instance root is a read-only bind mount of the image (so a workload cannot alter the cache),
 with fresh proc and sysfs mounts, the host's /dev and a writable /tmp bind-mounted from a per-instance
 directory on the host's disk (`scratch_dir`), so disk workloads hit the host filesystem directly.
-Everything lives under /run/isolab/<id>/ and is detached on destroy.
+With `InstanceSpec(volume=True)` a second per-instance host directory is bind-mounted at /mnt (the data
+volume; on native both are plain host disk, which is the baseline for the container's and VM's volumes).
+Host side: /var/tmp/isolab/<id>/tmp and /var/tmp/isolab/<id>/volume. Mounts live under /run/isolab/<id>/
+and are detached on destroy.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from runtime.image.store import Image
 from runtime.linux import syscalls as sc
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
 from runtime.platform import Instance, Platform, StartPhases
-from runtime.spec import ExecResult, InstanceSpec
+from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -34,14 +37,16 @@ class NativeInstance(Instance):
         self.instance_id = new_instance_id("nat")
         self.state = state_dir(self.instance_id)
         self.root = self.state / "root"
-        self.scratch = scratch_dir(self.instance_id)
+        self.area = scratch_dir(self.instance_id)  # everything this instance keeps on the host's disk
+        self.scratch = self.area / "tmp"  # the instance's /tmp
+        self.volume = self.area / "volume" if spec.volume else None  # the instance's /mnt
         self.start_phases = StartPhases()
         self._destroyed = False
 
     def start(self) -> None:
         try:
             self.root.mkdir(parents=True)
-            self.scratch.mkdir(parents=True)
+            self.scratch.mkdir(parents=True)  # (makes self.area too)
             self.scratch.chmod(0o1777)
             sc.mount(str(self.image.rootfs), self.root, None, sc.MS_BIND)
             sc.mount(None, self.root, None, sc.MS_PRIVATE)
@@ -52,6 +57,9 @@ class NativeInstance(Instance):
             sc.mount("sysfs", self.root / "sys", "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
             sc.mount("/dev", self.root / "dev", None, sc.MS_BIND | sc.MS_REC)
             sc.mount(str(self.scratch), self.root / "tmp", None, sc.MS_BIND)
+            if self.volume is not None:
+                self.volume.mkdir()
+                sc.mount(str(self.volume), self.root / VOLUME_DIR.lstrip("/"), None, sc.MS_BIND)
             self.start_phases.lap("mounts")
         except OSError as exc:
             self.destroy()
@@ -81,21 +89,27 @@ class NativeInstance(Instance):
         inside = inside.lstrip("/")
         if inside == "tmp" or inside.startswith("tmp/"):
             return self.scratch / inside[4:]
-        raise InstanceError(f"native {self.instance_id}: only /tmp is writable, not /{inside}")
+        volume = VOLUME_DIR.lstrip("/")
+        if self.volume is not None and (inside == volume or inside.startswith(f"{volume}/")):
+            return self.volume / inside[len(volume) + 1:]
+        writable = "/tmp and /mnt are" if self.volume is not None else "only /tmp is"
+        raise InstanceError(f"native {self.instance_id}: {writable} writable, not /{inside}")
 
     def put_file(self, local: Path, remote: str) -> None:
         shutil.copyfile(local, self._host_path(remote))
 
     def get_file(self, remote: str, local: Path) -> None:
-        if remote.startswith("/tmp"):
-            shutil.copyfile(self._host_path(remote), local)
-        else:
-            shutil.copyfile(self.image.rootfs / remote.lstrip("/"), local)
+        try:
+            source = self._host_path(remote)
+        except InstanceError:
+            source = self.image.rootfs / remote.lstrip("/")
+        shutil.copyfile(source, local)
 
     def ignored_limits(self) -> dict[str, object]:
         return self.spec.limits()
 
     def disk_usage_bytes(self) -> int:
+        """Bytes of files in the instance's /tmp (the data volume is not counted)."""
         return sum(p.stat().st_size for p in self.scratch.rglob("*") if p.is_file()) if self.scratch.exists() else 0
 
     def metadata(self) -> dict[str, object]:
@@ -108,7 +122,7 @@ class NativeInstance(Instance):
         self._destroyed = True
         sc.detach_all_under(self.state)
         shutil.rmtree(self.state, ignore_errors=True)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.area, ignore_errors=True)
 
 
 class NativePlatform(Platform):

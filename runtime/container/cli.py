@@ -45,7 +45,7 @@ def _spec(args: argparse.Namespace) -> InstanceSpec:
         io_write_iops=number(args.io_write_iops, "--io-write-iops"),
         pids_max=number(args.pids_max, "--pids-max"), network=args.net,
         bandwidth=None if args.bandwidth is None else parse_rate(args.bandwidth, "--bandwidth"),
-        hostname=args.hostname, env=dict(e.split("=", 1) for e in args.env),
+        hostname=args.hostname, env=dict(e.split("=", 1) for e in args.env), volume=args.volume,
     )
 
 
@@ -205,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--net", default="none", help="none, host or bridge")
     run.add_argument("--bandwidth", help="tc quota on the container's veth, e.g. 100mbit")
     run.add_argument("--hostname", default="isolab")
+    run.add_argument("--volume", action="store_true",
+                     help="a data volume at /mnt: a host directory next to the writable layer, removed with it")
     run.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")
     run.add_argument("--rm", action="store_true",
                      help="remove the container and its layer on exit (the layer is then mounted 'volatile')")

@@ -1,5 +1,7 @@
 """One container: create (dirs, network address), start (fork pid 1 into new namespaces; meanwhile make
 the cgroup and wire the network; build the overlay root, pivot, harden, exec), exec, wait, kill, destroy.
+With `InstanceSpec(volume=True)` the container also gets a data volume: the host directory
+/var/tmp/isolab/<id>/volume (next to the writable layer, removed with it), bind-mounted at /mnt.
 
 `start` reads like the order of operations; each step that can fail reports which step and why, and
 every failure tears down what was made so far. The state file /run/isolab/<id>/state.json lets the
@@ -89,6 +91,7 @@ class Container:
         self.layer_dir = scratch_dir(self.instance_id)
         self.upper = self.layer_dir / "upper"
         self.work = self.layer_dir / "work"
+        self.volume = self.layer_dir / "volume" if spec.volume else None  # bind-mounted at VOLUME_DIR
         self.env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "HOSTNAME": spec.hostname,
                     **spec.env, **(env or {})}
         self.cgroup: Cgroup = make_cgroup(self.instance_id, spec)
@@ -117,6 +120,8 @@ class Container:
             self.root.mkdir()
             self.upper.mkdir(parents=True)
             self.work.mkdir()
+            if self.volume is not None:
+                self.volume.mkdir()
             self.status = "created"
             self.save_state()
             self.network.prepare()
@@ -251,7 +256,7 @@ class Container:
                 step = f"open {memory_procs}"
                 memory_fd = os.open(memory_procs, os.O_WRONLY | os.O_CLOEXEC)
             step = "prepare root"
-            rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile)
+            rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile, self.volume)
             marks["mounts"] = time.perf_counter()
             step = "wait for the runtime (cgroup, network)"
             if os.read(pipes["go_r"], 1) != b"g":
@@ -388,6 +393,7 @@ class Container:
         return self.cgroup.stats()
 
     def disk_usage_bytes(self) -> int:
+        """Bytes of the writable layer (the data volume, if any, is not counted)."""
         return dir_usage_bytes(self.upper) if self.upper.exists() else 0
 
     # ---- teardown -------------------------------------------------------------------------------
@@ -406,7 +412,7 @@ class Container:
             self.status = "exited"
 
     def destroy(self) -> None:
-        """stop(), then remove the writable layer and the state dir. Idempotent."""
+        """stop(), then remove the writable layer, the data volume and the state dir. Idempotent."""
         try:
             self.stop()
         finally:  # (no mounts to detach: they all live in the container's own mount namespace)

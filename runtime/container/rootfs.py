@@ -1,5 +1,6 @@
 """The container's root filesystem: overlay of read-only layers + a writable layer, /proc, /sys, /dev,
-then pivot_root with the old root detached. Runs in the container's own mount namespace, so every
+an optional data volume (a host directory bind-mounted at /mnt, past the overlay), then pivot_root with
+the old root detached. Runs in the container's own mount namespace, so every
 mount disappears with the container; nothing is mounted in the host's namespace.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from runtime.container.hardening import mask_proc
 from runtime.linux import syscalls as sc
+from runtime.spec import VOLUME_DIR
 
 # name, major, minor of the minimal /dev (like Docker's default)
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
@@ -49,11 +51,22 @@ def mount_dev(root: str) -> None:
         os.symlink(target, f"{dev}/{name}")
 
 
-def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False) -> None:
+def mount_volume(volume: Path, root: str) -> None:
+    """Bind the host directory `volume` at the container's VOLUME_DIR: writes there skip the overlay."""
+    target = f"{root}{VOLUME_DIR}"
+    if not os.path.isdir(target):
+        os.mkdir(target, 0o755)  # (in the writable layer: an image without /mnt)
+    sc.mount(str(volume), target, None, sc.MS_BIND)
+
+
+def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False,
+                 volume: Path | None = None) -> None:
     """In a fresh mount namespace: build the container's tree at `root` and pivot into it."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     mount_overlay(lowers, upper, work, root, volatile)
     r = str(root)
+    if volume is not None:
+        mount_volume(volume, r)
     sc.mount("proc", f"{r}/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     sc.mount("sysfs", f"{r}/sys", "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
     mount_dev(r)

@@ -6,8 +6,11 @@ What the spec becomes:
   cpuset      -> <vcpu cpuset>, one <vcpupin> per vcpu (round robin over the set), <emulatorpin>
   cpu_shares  -> <cputune><shares>
   memory      -> <memory>/<currentMemory> (default 1 GiB)
-  io_*        -> <iotune> on the root disk (QEMU throttling; <blkiotune> needs a host block device,
-                 the root disk is a qcow2 file, so it is not used)
+  io_*        -> <iotune> on the root disk and on the data volume, each (QEMU throttling; <blkiotune>
+                 needs a host block device, the disks are files, so it is not used)
+  volume      -> a second virtio-blk disk `vdb`: the raw (ext4) image config.volume, with the same
+                 cache='none' io='native' as the root disk, so only the format differs (qcow2 overlay
+                 vs raw); the instance mounts it at /mnt after boot
   bandwidth   -> <bandwidth> inbound/outbound on the bridge interface when libvirt_bandwidth (libvirt
                  shapes with htb+sfq, which not every host kernel has); otherwise the instance puts
                  a tbf on the tap (to the guest) and on the guest's NIC (from the guest)
@@ -44,6 +47,7 @@ class DomainConfig:
     overlay: Path
     serial_log: Path
     host_cpus: int
+    volume: Path | None = None  # raw disk image of the data volume when spec.volume
     bridge: str | None = None  # bridge name when spec.network == "bridge"
     tap: str | None = None
     mac: str | None = None
@@ -107,6 +111,25 @@ def _pci_address(device: ET.Element, config: DomainConfig, slot: int) -> None:
         _sub(device, "address", type="pci", domain="0x0000", bus="0x00", slot=f"0x{slot:02x}", function="0x0")
 
 
+def _disk(devices: ET.Element, spec: InstanceSpec, config: DomainConfig, fmt: str, source: Path, dev: str,
+          slot: int) -> None:
+    """A virtio-blk file disk with O_DIRECT host access (cache='none', io='native') and the spec's iotune."""
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=fmt, cache="none", io="native", discard="unmap")
+    _sub(disk, "source", file=str(source))
+    _sub(disk, "target", dev=dev, bus="virtio")
+    _pci_address(disk, config, slot)
+    iotune_values = {
+        "read_bytes_sec": spec.io_read_bps, "write_bytes_sec": spec.io_write_bps,
+        "read_iops_sec": spec.io_read_iops, "write_iops_sec": spec.io_write_iops,
+    }
+    if any(v is not None for v in iotune_values.values()):
+        iotune = _sub(disk, "iotune")
+        for tag, value in iotune_values.items():
+            if value is not None:
+                _sub(iotune, tag, str(value))
+
+
 def build_domain_xml(spec: InstanceSpec, config: DomainConfig) -> str:
     """The <domain> document for this spec, as a string."""
     if config.accel not in ("kvm", "tcg"):
@@ -115,6 +138,8 @@ def build_domain_xml(spec: InstanceSpec, config: DomainConfig) -> str:
         raise SpecError("vm: network mode 'host' cannot be given to a VM (use 'bridge' or 'none')")
     if spec.network == "bridge" and not (config.bridge and config.tap):
         raise SpecError("vm: network 'bridge' needs a bridge and a tap name")
+    if spec.volume and config.volume is None:
+        raise SpecError("vm: a spec with volume=True needs the raw disk image of the volume (config.volume)")
     vcpus = vcpu_count(spec, config.host_cpus)
     memory_kib = memory_bytes(spec) // 1024
 
@@ -165,20 +190,9 @@ def build_domain_xml(spec: InstanceSpec, config: DomainConfig) -> str:
     devices = _sub(domain, "devices")
     if config.emulator:
         _sub(devices, "emulator", config.emulator)
-    disk = _sub(devices, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type="qcow2", cache="none", io="native", discard="unmap")
-    _sub(disk, "source", file=str(config.overlay))
-    _sub(disk, "target", dev="vda", bus="virtio")
-    _pci_address(disk, config, 0x03)
-    iotune_values = {
-        "read_bytes_sec": spec.io_read_bps, "write_bytes_sec": spec.io_write_bps,
-        "read_iops_sec": spec.io_read_iops, "write_iops_sec": spec.io_write_iops,
-    }
-    if any(v is not None for v in iotune_values.values()):
-        iotune = _sub(disk, "iotune")
-        for tag, value in iotune_values.items():
-            if value is not None:
-                _sub(iotune, tag, str(value))
+    _disk(devices, spec, config, "qcow2", config.overlay, "vda", 0x03)
+    if spec.volume and config.volume is not None:
+        _disk(devices, spec, config, "raw", config.volume, "vdb", 0x06)
 
     if spec.network == "bridge":
         iface = _sub(devices, "interface", type="bridge")

@@ -3,7 +3,10 @@
 Start, in order: check the image files; make /var/lib/isolab/vm/<id>/ with the qcow2 overlay (backing
 file: the shared ext4 image) and the serial log path; build the XML; define the domain (phase
 `define`); start it (`qemu_up`); wait on the serial log for ISOLAB-INITRAMFS (`kernel`) and
-ISOLAB-INIT (`init`); ping the agent until it answers (`agent`). Any failure, KeyboardInterrupt
+ISOLAB-INIT (`init`); ping the agent until it answers (`agent`). With `InstanceSpec(volume=True)` the
+state dir also holds volume.raw, a sparse raw disk image made ext4 on the host (`mkfs.ext4`, no loop
+mount) before the domain is defined, attached as vdb and mounted at /mnt through the agent after boot
+(phase `volume`). Any failure, KeyboardInterrupt
 included, destroys what was made before the error propagates. A failed boot's serial log is kept
 under /var/log/isolab/vm/ and named in the error.
 """
@@ -23,7 +26,7 @@ import libvirt
 from runtime.errors import ImageError, InstanceError
 from runtime.naming import STATE_ROOT, link_name, new_instance_id
 from runtime.platform import Instance, StartPhases
-from runtime.spec import ExecResult, InstanceSpec
+from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 from runtime.vm import libvirt_conn
 from runtime.vm.agent import AgentError, GuestAgent
 from runtime.vm.bootwatch import MARKER_INIT, MARKER_KERNEL, BootFailed, SerialWatch
@@ -37,6 +40,12 @@ FAILED_LOG_ROOT = Path(os.environ.get("ISOLAB_VM_LOG_DIR", "/var/log/isolab/vm")
 LIBVIRT_QEMU_LOGS = Path("/var/log/libvirt/qemu")
 OWNER_FILE = "owner.pid"  # the process that runs the instance; cleanup spares live owners
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_VOLUME_SIZE = "8G"  # sparse: only what the guest writes takes host space (disk full profile: 4.4 GiB)
+VOLUME_DEVICE = "/dev/vdb"
+# One inode per MiB and inode tables written by mkfs: the guest's ext4lazyinit thread then has nothing
+# to zero in the background while a benchmark runs (the journal of a throwaway volume need not be zeroed).
+MKFS_VOLUME = ("mkfs.ext4", "-q", "-F", "-i", "1048576", "-E", "lazy_itable_init=0,lazy_journal_init=1",
+               "-L", "isolab-volume")
 
 _STATE_NAMES = {
     libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
@@ -80,6 +89,7 @@ class VmInstance(Instance):
         self.name = f"{libvirt_conn.VM_DOMAIN_PREFIX}{self.instance_id.removeprefix('vm-')}"
         self.dir = VM_STATE_ROOT / self.instance_id
         self.overlay = self.dir / "overlay.qcow2"
+        self.volume = self.dir / "volume.raw" if spec.volume else None
         self.serial_log = self.dir / "serial.log"
         self.start_phases = StartPhases()
         self.stop_phases: dict[str, float] = {}
@@ -112,6 +122,8 @@ class VmInstance(Instance):
         self.dir.mkdir(parents=True)
         (self.dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self._make_overlay()
+        if self.volume is not None:
+            self._make_volume(self.volume)
         config = self._domain_config()
         xml = build_domain_xml(self.spec, config)
         (self.dir / "domain.xml").write_text(xml)
@@ -144,6 +156,9 @@ class VmInstance(Instance):
                                  f"{watch.tail()}")
             time.sleep(0.02)
         self.start_phases.lap("agent")
+        if self.volume is not None:
+            self._mount_volume()
+            self.start_phases.lap("volume")
         if self.spec.network == "bridge" and self.spec.bandwidth is not None:
             self._shape(self.spec.bandwidth)
 
@@ -190,6 +205,28 @@ class VmInstance(Instance):
             raise InstanceError(f"{self.where}: qemu-img could not create the overlay {self.overlay}: "
                                 f"{proc.stderr.strip()}")
 
+    def _make_volume(self, path: Path) -> None:
+        """A sparse raw image of owner.volume_size, formatted ext4 on the host (mkfs works on the file)."""
+        try:
+            with open(path, "xb") as f:
+                f.truncate(self.owner.volume_size)
+        except OSError as exc:
+            raise InstanceError(f"{self.where}: cannot create the volume image {path}: {exc}") from exc
+        try:
+            proc = subprocess.run([*MKFS_VOLUME, str(path)], capture_output=True, text=True, timeout=120)
+        except FileNotFoundError as exc:
+            raise InstanceError(f"{self.where}: mkfs.ext4 is not installed (e2fsprogs); needed for the "
+                                f"volume {path}") from exc
+        if proc.returncode != 0:
+            raise InstanceError(f"{self.where}: mkfs.ext4 on the volume image {path} failed: "
+                                f"{(proc.stderr or proc.stdout).strip()}")
+
+    def _mount_volume(self) -> None:
+        result = self.exec(["mount", "-t", "ext4", VOLUME_DEVICE, VOLUME_DIR], timeout=60)
+        if not result.ok:
+            raise InstanceError(f"{self.where}: mounting the volume {VOLUME_DEVICE} ({self.volume}) at "
+                                f"{VOLUME_DIR} in the guest failed: {result.stderr_tail() or result.stdout}")
+
     def _domain_config(self) -> DomainConfig:
         owner = self.owner
         bridge = tap = mac = ip_cidr = None
@@ -209,7 +246,7 @@ class VmInstance(Instance):
         return DomainConfig(
             name=self.name, accel=owner.accel.accel, kernel=owner.image.vmlinux,
             initramfs=owner.image.initramfs, overlay=self.overlay, serial_log=self.serial_log,
-            host_cpus=os.cpu_count() or 1, bridge=bridge, tap=tap, mac=mac, ip_cidr=ip_cidr,
+            host_cpus=os.cpu_count() or 1, volume=self.volume, bridge=bridge, tap=tap, mac=mac, ip_cidr=ip_cidr,
             extra_cmdline=owner.extra_cmdline, machine=owner.machine)
 
     def _why_stopped(self) -> str | None:
@@ -289,7 +326,8 @@ class VmInstance(Instance):
         return ignored_limits(self.spec)
 
     def disk_usage_bytes(self) -> int | None:
-        """Allocated bytes of the qcow2 overlay (the VM's copy-on-write layer) on the host."""
+        """Allocated bytes of the qcow2 overlay (the VM's copy-on-write layer) on the host; the data
+        volume (volume.raw) is not counted."""
         try:
             return self.overlay.stat().st_blocks * 512
         except OSError:

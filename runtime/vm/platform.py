@@ -8,6 +8,7 @@ Options (keyword arguments of VmPlatform, also accepted by load_platform("vm", .
   graceful_stop  try a guest poweroff (bounded) before forcing the domain off on destroy (default False)
   extra_cmdline  words appended to the guest kernel command line
   machine        QEMU machine type, default q35
+  volume_size    size of the sparse raw data volume of InstanceSpec(volume=True), default 8G
 Defaults when the spec leaves them unset: 1 GiB of memory and one vcpu per host CPU.
 """
 
@@ -25,10 +26,17 @@ from runtime.errors import PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.naming import LINK_PREFIX
 from runtime.platform import Platform
-from runtime.spec import InstanceSpec
+from runtime.spec import InstanceSpec, parse_size
 from runtime.vm import accel as accel_mod
 from runtime.vm import libvirt_conn
-from runtime.vm.instance import FAILED_LOG_ROOT, VM_STATE_ROOT, VmInstance, check_image_files, owner_alive
+from runtime.vm.instance import (
+    DEFAULT_VOLUME_SIZE,
+    FAILED_LOG_ROOT,
+    VM_STATE_ROOT,
+    VmInstance,
+    check_image_files,
+    owner_alive,
+)
 
 
 class VmPlatform(Platform):
@@ -44,6 +52,7 @@ class VmPlatform(Platform):
         self.graceful_stop = bool(options.pop("graceful_stop", False))
         self.extra_cmdline = str(options.pop("extra_cmdline", ""))
         self.machine = str(options.pop("machine", "q35"))
+        self.volume_size = parse_size(options.pop("volume_size", DEFAULT_VOLUME_SIZE), "vm volume_size")  # type: ignore[arg-type]
         if options:
             raise SpecError(f"vm: unknown option(s) {', '.join(sorted(options))}")
         if self.boot_timeout <= 0:

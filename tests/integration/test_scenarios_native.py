@@ -23,6 +23,8 @@ def run_scenario(image, module, overrides):
         if hasattr(module, "cleanup"):
             module.cleanup(instance, params)
         leftovers = sorted(p.name for p in instance.scratch.iterdir())
+        if instance.volume is not None:
+            leftovers += sorted(f"volume/{p.name}" for p in instance.volume.iterdir())
     return samples, raws, leftovers
 
 
@@ -48,14 +50,20 @@ def test_memory_quick_shrunk(image):
 
 
 def test_disk_quick_shrunk(image):
+    """Both storages of the quick profile (cow: the host disk behind /tmp; volume: the host dir at /mnt)."""
+    assert disk.PROFILES["quick"]["storage"] == ["cow", "volume"]
     samples, raws, leftovers = run_scenario(image, disk, {
         "file_size": "64M", "runtime_s": 2, "iozone": {"file_size": "16M", "records": ["1M"], "tests": [0, 1]}})
     metrics = by_metric(samples)
-    variants = {(s.metadata["rw"], s.metadata["direction"]) for s in metrics["fio_iops"]}
-    assert variants == {("read", "read"), ("write", "write"), ("randread", "read"), ("randwrite", "write"),
-                        ("randrw", "read"), ("randrw", "write")}
+    variants = {(s.metadata["storage"], s.metadata["rw"], s.metadata["direction"]) for s in metrics["fio_iops"]}
+    assert variants == {("cow", "read", "read"), ("cow", "write", "write"), ("cow", "randread", "read"),
+                        ("cow", "randwrite", "write"), ("cow", "randrw", "read"), ("cow", "randrw", "write"),
+                        ("volume", "write", "write"), ("volume", "randread", "read"),
+                        ("volume", "randwrite", "write")}
     rand = next(s for s in metrics["fio_iops"] if s.metadata["rw"] == "randread")
-    assert rand.metadata == {"rw": "randread", "bs": "4k", "iodepth": 32, "direction": "read"}
+    assert rand.metadata == {"storage": "cow", "rw": "randread", "bs": "4k", "iodepth": 32, "direction": "read"}
+    assert "fio-randwrite-volume.json" in raws and "/mnt/isolab-fio.dat" in raws["fio-randwrite-volume.json"]
+    assert {s.metadata["storage"] for s in metrics["iozone_throughput"]} == {"cow"}
     assert rand.unit == "IOPS" and rand.value > 0
     for meta in (s.metadata for s in metrics["fio_clat_p50"]):
         p50, p99, p999 = (next(s.value for s in metrics[m] if s.metadata == meta)
@@ -65,6 +73,14 @@ def test_disk_quick_shrunk(image):
     assert {s.metadata["test"] for s in metrics["iozone_throughput"]} == {"write", "rewrite", "read", "reread"}
     assert '"direct" : "1"' in raws["fio-randread.json"]
     assert leftovers == []
+
+
+def test_disk_volume_missing_is_a_scenario_error(image):
+    """An instance without the volume: the scenario refuses to measure the root disk and call it volume."""
+    params = {**disk.PROFILES["quick"], "storage": ["volume"]}
+    with NativePlatform(image).create(base.spec_for(disk, {"storage": ["cow"]})) as instance, \
+            pytest.raises(ScenarioError, match="no data volume is mounted at /mnt"):
+        disk.prepare(instance, params)
 
 
 def test_disk_failure_is_a_scenario_error(image):

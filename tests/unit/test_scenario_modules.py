@@ -25,6 +25,20 @@ def test_memory_full_asks_for_enough_memory():
     assert memory.instance_spec(memory.PROFILES["full"]).memory == 4 * 2**30
 
 
+def test_disk_asks_for_the_volume_it_measures():
+    assert disk.instance_spec(disk.PROFILES["quick"]) == InstanceSpec(volume=True)
+    assert disk.instance_spec(disk.PROFILES["full"]) == InstanceSpec(volume=True)
+    assert disk.instance_spec({**disk.PROFILES["quick"], "storage": ["cow"]}) == InstanceSpec()
+    with pytest.raises(disk.ScenarioError, match="unknown storage"):
+        disk.instance_spec({"storage": ["tmpfs"]})
+
+
+def test_disk_storage_jobs_filter():
+    quick, full = disk.PROFILES["quick"], disk.PROFILES["full"]
+    assert [j["name"] for j in disk._jobs(quick, "volume")] == ["seqwrite", "randread", "randwrite"]
+    assert disk._jobs(quick, "cow") == quick["jobs"] and disk._jobs(full, "volume") == full["jobs"]
+
+
 def test_quick_is_short():
     quick = disk.PROFILES["quick"]
     assert quick["runtime_s"] <= 5 and quick["file_size"] == "256M"

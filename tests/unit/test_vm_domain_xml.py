@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -103,3 +104,29 @@ def test_ignored_limits():
     spec = InstanceSpec(memory_swap=2**30, pids_max=100, bandwidth=10**6)
     assert set(ignored_limits(spec)) == {"memory_swap", "pids_max", "bandwidth"}
     assert ignored_limits(FULL) == {}
+
+
+@pytest.mark.parametrize("accel", ["kvm", "tcg"])
+def test_volume_is_a_raw_second_disk(accel, tmp_path):
+    volume = Path("/var/lib/isolab/vm/x/volume.raw")
+    spec = InstanceSpec(volume=True, io_write_bps=20_000_000)
+    xml = build_domain_xml(spec, dataclasses.replace(config(accel), volume=volume))
+    validate(xml, tmp_path)
+    disks = ET.fromstring(xml).findall("devices/disk")
+    assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]
+    root_disk, data = disks
+    assert data.find("source").get("file") == str(volume)
+    assert data.find("target").get("bus") == "virtio"
+    # the same host I/O path as the root disk: only the format differs (qcow2 overlay vs raw)
+    assert data.find("driver").attrib == {**root_disk.find("driver").attrib, "type": "raw"}
+    assert root_disk.find("driver").get("type") == "qcow2"
+    assert data.find("driver").get("cache") == "none" and data.find("driver").get("io") == "native"
+    assert data.findtext("iotune/write_bytes_sec") == "20000000"
+    slots = [d.find("address").get("slot") for d in ET.fromstring(xml).iter() if d.find("address") is not None]
+    assert len(slots) == len(set(slots))
+
+
+def test_volume_needs_its_image():
+    with pytest.raises(SpecError, match="volume"):
+        build_domain_xml(InstanceSpec(volume=True), config("tcg"))
+    assert len(ET.fromstring(build_domain_xml(InstanceSpec(), config("tcg"))).findall("devices/disk")) == 1
