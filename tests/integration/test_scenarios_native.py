@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.native import NativePlatform
+from runtime.spec import InstanceSpec
 from scenarios import base, disk, memory, network
 from scenarios.base import ScenarioError
 
@@ -115,8 +116,12 @@ def assert_peers_gone(peers):
 
 
 def test_network_quick_shrunk(image, peers):
-    samples, raws, _ = run_scenario(image, network, {"seconds": 2, "rr_seconds": 2})
+    """Native declares only `host`: the bridge and nat variants are noted as not measured."""
+    raws: dict[str, str] = {}
+    params = {**network.PROFILES["quick"], "seconds": 2, "rr_seconds": 2}
+    samples = network.run_platform(NativePlatform(image), params, raws.__setitem__)
     metrics = by_metric(samples)
+    assert {s.metadata["network"] for s in samples} == {"host"}
     variants = {(s.metadata["direction"], s.metadata["streams"]) for s in metrics["iperf3_throughput"]}
     assert variants == {("forward", 1), ("forward", 4), ("reverse", 1), ("reverse", 4)}
     assert all(s.unit == "Gbit/s" and s.value > 0 for s in metrics["iperf3_throughput"])
@@ -126,7 +131,9 @@ def test_network_quick_shrunk(image, peers):
                     for m in ("netperf_rr_latency_p50", "netperf_rr_latency_p99"))
         assert 0 < p50 <= p99
     assert metrics["netperf_rr_transactions"][0].unit == "trans/s"
-    assert set(raws) >= {"iperf3-reverse-P4.json", "netperf-UDP_RR.txt"}
+    assert set(raws) >= {"iperf3-host-reverse-P4.json", "netperf-host-UDP_RR.txt", "network-modes.log"}
+    assert "from 10.213.0.1 " in raws["netperf-host-TCP_RR.txt"]  # bound to the suite bridge's host address
+    assert "bridge: not measured: native does not support it" in raws["network-modes.log"]
     assert_peers_gone(peers)
 
 
@@ -134,7 +141,9 @@ def test_network_client_failure_is_a_scenario_error(image, peers):
     """iperf3 to the peer on a port where nothing listens: iperf3's own reason, peer still cleaned up."""
     params = {**network.PROFILES["quick"], "iperf3_port": 5299, "seconds": 1, "streams": [1],
               "directions": ["forward"]}
-    with NativePlatform(image).create(network.instance_spec(params)) as instance:
-        with network._peer() as peer, pytest.raises(ScenarioError, match="unable to connect to server"):
-            network._iperf3(instance, params, lambda name, text: None, peer.address)
+    with NativePlatform(image).create(InstanceSpec(network="host")) as instance:
+        with network._peer() as (peer, bridge), pytest.raises(ScenarioError, match="unable to connect to server"):
+            ends = network._Ends("host", "native (host)", lambda argv, timeout: instance.exec(argv, timeout),
+                                 peer.address, True, bridge.gateway)
+            network._iperf3(ends, params, lambda name, text: None)
     assert_peers_gone(peers)

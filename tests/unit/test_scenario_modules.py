@@ -13,11 +13,48 @@ def test_contract(module):
     assert module.NAME and module.DESCRIPTION and module.TOOLS and module.__doc__
     assert set(module.PROFILES) == {"quick", "full"}
     assert set(module.PROFILES["quick"]) == set(module.PROFILES["full"])
-    assert callable(module.run)
+    assert callable(getattr(module, "run", None) or getattr(module, "run_platform", None))
 
 
-def test_network_asks_for_the_bridge():
-    assert network.instance_spec(network.PROFILES["quick"]) == InstanceSpec(network="bridge")
+def test_network_measures_each_mode_itself():
+    assert callable(network.run_platform) and not hasattr(network, "run")
+    for profile in network.PROFILES.values():
+        assert profile["modes"] == ["bridge", "host", "nat"]
+        assert set(profile["extra_modes"]) <= set(profile)
+
+
+class FakePlatform:
+    name = "fake"
+    network_modes = ("none",)
+
+    def create(self, spec):
+        raise AssertionError("nothing to create: no mode of the profile is supported")
+
+
+def test_network_without_any_supported_mode_is_a_scenario_error_and_a_note():
+    from scenarios.base import ScenarioError
+
+    raws = {}
+    with pytest.raises(ScenarioError, match="fake supports none of the modes bridge, host, nat"):
+        network.run_platform(FakePlatform(), dict(network.PROFILES["quick"]), raws.__setitem__)
+    assert "nat: not measured: fake does not support it" in raws["network-modes.log"]
+
+
+def test_nat_ruleset_forwards_only_between_the_suite_bridges():
+    from runtime.network import nat
+
+    book = {"ct-1": {"pid": 1, "address": "10.214.0.2", "host_address": "10.213.0.1", "suite_bridge": "islbr0",
+                     "nat_bridge": "islnat0", "ports": [["tcp", 5201], ["tcp", 12865], ["udp", 12866]]}}
+    text = nat.ruleset(book)
+    assert text.startswith("table ip isolab\ndelete table ip isolab\n")  # atomic replace
+    assert ('iifname "islbr0" ip daddr 10.213.0.1 tcp dport { 5201, 12865 } dnat to 10.214.0.2' in text)
+    assert 'udp dport { 12866 } dnat to 10.214.0.2' in text
+    assert 'iifname "islbr0" oifname "islnat0" ct status dnat ip daddr 10.214.0.2 accept' in text
+    assert 'iifname "islnat0" oifname "islbr0" ct state established,related accept' in text
+    assert 'iifname { "islbr0", "islnat0" } drop' in text and 'oifname { "islbr0", "islnat0" } drop' in text
+    assert "masquerade" not in text and "snat" not in text
+    assert nat.ruleset({}) == "table ip isolab\ndelete table ip isolab\n"
+    assert {("tcp", 5201), ("tcp", 12865), ("tcp", 12866), ("udp", 12866)} <= set(nat.PUBLISHED_PORTS)
 
 
 def test_memory_full_asks_for_enough_memory():
