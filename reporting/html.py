@@ -70,6 +70,7 @@ def _outcome_banners(store: RunStore) -> str:
     parts = []
     failed = [o for o in outcomes.values() if o.status == "failed"]
     skipped = [o for o in outcomes.values() if o.status == "skipped"]
+    noted = [o for o in outcomes.values() if o.status == "ok" and o.reason]
     if failed:
         items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)} "
                         f"({o.repetitions} repetitions kept)</li>" for o in failed)
@@ -78,6 +79,10 @@ def _outcome_banners(store: RunStore) -> str:
         items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)}</li>"
                         for o in skipped)
         parts.append(f'<div class="banner skipped">Skipped cells<ul>{items}</ul></div>')
+    if noted:
+        items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)}</li>"
+                        for o in noted)
+        parts.append(f'<div class="banner skipped">Notes on completed cells<ul>{items}</ul></div>')
     return "".join(parts)
 
 

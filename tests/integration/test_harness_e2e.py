@@ -155,3 +155,14 @@ def test_resume_skips_finished_cells(image, tmp_path, flaky):
     assert execute(config, image, lines.append, resume=store).exit_code in (0, 5)  # nothing left to run
     assert len(store.samples()) == 3
     assert any("1 finished cell(s) kept, 0 to run" in line for line in lines)
+
+
+def test_failure_in_an_extension_round_keeps_the_cell(image, tmp_path, flaky):
+    flaky(_flaky_scenario(fail_on_rep=3))  # values 2, 3 differ (CV > 5%): round 3 is an extension
+    store = _fresh(RunStore.create(tmp_path))
+    config = RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=2, max_repetitions=4)
+    result = execute(config, image, print, resume=store)
+    assert result.exit_code == 0 and not result.failed
+    outcome = store.outcomes()[-1]
+    assert outcome.status == "ok" and outcome.repetitions == 2
+    assert outcome.reason == "stopped extending after 2 repetitions: sh exited 3 on native: disk on fire"
