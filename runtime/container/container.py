@@ -251,10 +251,12 @@ class Container:
             marks = {"namespaces": time.perf_counter()}
             if "sync_w" in pipes:
                 os.write(pipes["sync_w"], b"n")
-            memory_fd = None
+            memory_fd = memory_anchor = None
             if self.use_init and self.argv and (memory_procs := self.cgroup.memory_procs_file()):
-                step = f"open {memory_procs}"
-                memory_fd = os.open(memory_procs, os.O_WRONLY | os.O_CLOEXEC)
+                # The runtime creates the cgroup concurrently: hold the hierarchy here (it is out of
+                # reach after pivot_root) and open the procs file once the runtime says go.
+                step = f"open the cgroup hierarchy of {memory_procs}"
+                memory_anchor, memory_rel = _path_anchor(memory_procs)
             step = "prepare root"
             rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile, self.volume)
             marks["mounts"] = time.perf_counter()
@@ -262,6 +264,10 @@ class Container:
             if os.read(pipes["go_r"], 1) != b"g":
                 raise InstanceError("the runtime did not finish the cgroup/network setup")
             marks["go"] = time.perf_counter()
+            if memory_anchor is not None:
+                step = f"open {memory_procs}"
+                memory_fd = os.open(memory_rel, os.O_WRONLY | os.O_CLOEXEC, dir_fd=memory_anchor)
+                os.close(memory_anchor)
             if self.use_init:
                 pid1.set_oom_score_adj(-999)  # best effort: needs CAP_SYS_RESOURCE
             step = "drop capabilities"
@@ -490,6 +496,15 @@ def _register_exit_hook() -> None:
     if not _EXIT_HOOK:
         _EXIT_HOOK.append(True)
         atexit.register(remove_shared_parents)
+
+
+def _path_anchor(path: Path) -> tuple[int, str]:
+    """An O_PATH fd on the deepest existing ancestor of `path`, and `path` relative to it (for openat)."""
+    anchor = path.parent
+    while not anchor.is_dir() and anchor != anchor.parent:
+        anchor = anchor.parent
+    fd = os.open(anchor, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return fd, str(path.relative_to(anchor))
 
 
 def _pid_alive(pid: object) -> bool:
