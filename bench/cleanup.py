@@ -1,8 +1,8 @@
 """Find and remove what crashed runs left on this host, by isolab's naming prefixes (runtime.naming).
 
 Each platform removes its own leftovers (native: /run/isolab/nat-*; container: mounts, cgroups,
-links, netns; vm: libvirt domains, overlays); then anything still under /run/isolab is detached and
-removed, and interrupted image builds are deleted.
+links, netns; vm: libvirt domains, overlays), sparing instances whose owning process is alive; then
+empty state dirs, orphaned scratch dirs and interrupted image builds are deleted.
 """
 
 from __future__ import annotations
@@ -27,16 +27,18 @@ def cleanup_host() -> list[str]:
             continue
         except Exception as exc:  # one platform's trouble must not stop the others' cleanup
             problems.append(f"{name}: {exc}")
+    # What the platforms kept belongs to live runs; only empty state dirs and scratch dirs whose
+    # instance state is gone are swept here.
     if STATE_ROOT.is_dir():
-        removed += syscalls.detach_all_under(STATE_ROOT)
         for entry in STATE_ROOT.iterdir():
-            if entry.is_dir() and not any(entry.iterdir()):
+            if entry.is_dir() and not any(entry.iterdir()) and not syscalls.mounts_under(entry):
                 entry.rmdir()
                 removed.append(str(entry))
     if SCRATCH_ROOT.is_dir():
         for entry in SCRATCH_ROOT.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(str(entry))
+            if not (STATE_ROOT / entry.name).exists():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(str(entry))
     for partial in ImageStore().partial_dirs():
         shutil.rmtree(partial, ignore_errors=True)
         removed.append(str(partial))

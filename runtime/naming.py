@@ -19,6 +19,7 @@ STATE_ROOT = Path(os.environ.get("ISOLAB_STATE_DIR", "/run/isolab"))
 CACHE_ROOT = Path(os.environ.get("ISOLAB_CACHE_DIR", "/var/cache/isolab"))
 SCRATCH_ROOT = Path(os.environ.get("ISOLAB_SCRATCH_DIR", "/var/tmp/isolab"))
 IFNAMSIZ = 15
+OWNER_FILE = "owner.pid"  # in an instance's state dir: the process that runs it; cleanup spares live owners
 
 
 def new_instance_id(kind: str) -> str:
@@ -41,3 +42,26 @@ def state_dir(instance_id: str) -> Path:
 
 def scratch_dir(instance_id: str) -> Path:
     return SCRATCH_ROOT / instance_id
+
+
+def write_owner(state: Path) -> None:
+    (state / OWNER_FILE).write_text(f"{os.getpid()}\n")
+
+
+def owner_alive(state: Path) -> int | None:
+    """The pid of the live process (other than this one) that owns the state dir `state`, else None.
+
+    Cleanup removes a state dir only when this is None: its owner died (a crash) or is ourselves."""
+    try:
+        pid = int((state / OWNER_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid

@@ -68,3 +68,20 @@ def test_cleanup_finds_leftovers_of_a_crash(image):
     removed = NativePlatform().cleanup_leftovers()
     assert str(instance.state) in removed
     assert not instance.state.exists() and not os.path.exists(instance.scratch)
+
+
+def test_cleanup_spares_instances_of_live_runs(image):
+    import subprocess
+
+    from runtime.naming import OWNER_FILE
+
+    other_run = subprocess.Popen(["sleep", "30"])
+    instance = NativePlatform(image).create(InstanceSpec())
+    try:
+        (instance.state / OWNER_FILE).write_text(f"{other_run.pid}\n")  # as if another run owned it
+        assert str(instance.state) not in NativePlatform().cleanup_leftovers()
+        assert instance.exec(["true"]).ok
+    finally:
+        other_run.kill()
+        other_run.wait()
+        instance.destroy()
