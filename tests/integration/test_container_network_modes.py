@@ -87,6 +87,14 @@ def test_nat_is_reachable_only_through_the_published_ports(platform, image):
             out = inst.exec(["iperf3", "-c", str(peer.address), "-p", "5201", "-t", "1",
                              "--connect-timeout", "1500"], timeout=60)
             assert not out.ok
+            # a bridge-mode container routes via the host (10.213.0.1), which forwards on islbr0 now:
+            # the forward chain still drops islbr0 -> islnat0 traffic that was not port-forwarded
+            with platform.create(InstanceSpec(network="bridge")) as other:
+                direct = other.exec(["iperf3", "-c", private, "-p", "5201", "-t", "1",
+                                     "--connect-timeout", "1500"], timeout=60)
+                assert not direct.ok
+                via_published = other.exec(["iperf3", "-c", bridge.gateway, "-p", "5201", "-t", "1"], timeout=60)
+                assert via_published.ok, via_published.stdout[-300:]
     finally:
         remove_bridge_if_unused()
     assert_no_nat_left()
