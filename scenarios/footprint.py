@@ -30,7 +30,7 @@ READ_FILES = (
 )
 
 PROFILES: dict[str, dict[str, object]] = {
-    "quick": {"instances": 2, "memory_mib": 512, "settle_s": 1.0, "density_budget_mib": 768, "density_cap": 3},
+    "quick": {"instances": 2, "memory_mib": 512, "settle_s": 1.0, "density_budget_mib": 768, "density_cap": 2},
     "full": {"instances": 8, "memory_mib": 512, "settle_s": 5.0, "density_budget_mib": 8192, "density_cap": 64},
 }
 

@@ -21,7 +21,7 @@ TOOLS = ()
 PRECISION_METRICS = ("startup_ready_s",)  # CV of these decides extension
 
 PROFILES: dict[str, dict[str, object]] = {
-    "quick": {"serial": 3, "parallel": 2},
+    "quick": {"serial": 2, "parallel": 2},
     "full": {"serial": 50, "parallel": 8},
 }
 
