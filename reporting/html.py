@@ -157,7 +157,9 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
     else:
         parts.append("<p class=\"meta\">Each cell: median of the repetitions with its 95% bootstrap confidence "
                      "interval, n repetitions and coefficient of variation; ratio to native is the ratio of "
-                     "medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than native).</p>")
+                     "medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than native; for times "
+                     "and latencies &gt;1 means slower). Native has only the host's network stack, so every "
+                     "network mode is compared with native's host network.</p>")
         vm_env = (env.get("platforms") or {}).get("vm") or {}  # type: ignore[union-attr]
         claims = claims_frame(summary, vm_env.get("accelerator"))
         parts.append("<h2>claims: the literature next to this host</h2>")

@@ -23,6 +23,25 @@ def samples_frame(samples: list[SampleRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def baseline_variant_candidates(variant: str) -> list[str]:
+    """The native variant to compare a variant with: itself, else with its network mode replaced by
+    `host` (native has only the host's network stack, the baseline for every network mode)."""
+    candidates = [variant]
+    parts = variant.split(",")
+    if any(p.startswith("network=") and p != "network=host" for p in parts):
+        candidates.append(",".join("network=host" if p.startswith("network=") else p for p in parts))
+    return candidates
+
+
+def baseline_values(frame: pd.DataFrame, baseline: str, scenario: str, metric: str, variant: str) -> list[float]:
+    rows = frame[(frame.platform == baseline) & (frame.scenario == scenario) & (frame.metric == metric)]
+    for candidate in baseline_variant_candidates(variant):
+        values = rows[rows.variant == candidate]["value"].tolist()
+        if values:
+            return values
+    return []
+
+
 def summary_frame(samples: list[SampleRecord], baseline: str = "native") -> pd.DataFrame:
     frame = samples_frame(samples)
     rows = []
@@ -33,8 +52,7 @@ def summary_frame(samples: list[SampleRecord], baseline: str = "native") -> pd.D
                "n": summary.n, "median": summary.median, "mean": summary.mean, "stdev": summary.stdev,
                "cv": summary.cv, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
                "ratio_to_native": math.nan, "ratio_ci_low": math.nan, "ratio_ci_high": math.nan}
-        base = frame[(frame.platform == baseline) & (frame.scenario == scenario) & (frame.metric == metric)
-                     & (frame.variant == variant)]["value"].tolist()
+        base = baseline_values(frame, baseline, scenario, metric, variant)
         if base and platform != baseline:
             row["ratio_to_native"], row["ratio_ci_low"], row["ratio_ci_high"] = stats.ratio_ci(values, base)
         elif base:

@@ -47,3 +47,18 @@ def test_report_is_self_contained_and_honest(tmp_path):
 def test_kvm_banner(tmp_path):
     text = build(make_run(tmp_path, accelerator="kvm"), tmp_path / "reports").read_text()
     assert "KVM (hardware virtualization)" in text and "was <em>emulated</em>" not in text
+
+
+def test_network_modes_compare_with_native_host_network(tmp_path):
+    from reporting.summary import baseline_variant_candidates
+
+    assert baseline_variant_candidates("direction=forward,network=nat,streams=1") == [
+        "direction=forward,network=nat,streams=1", "direction=forward,network=host,streams=1"]
+    assert baseline_variant_candidates("threads=1") == ["threads=1"]
+    store = RunStore.create(tmp_path / "results", "r2")
+    for platform, mode, value in (("native", "host", 10.0), ("container", "nat", 5.0), ("container", "host", 10.0)):
+        store.add_sample(SampleRecord("r2", platform, "network", "iperf3_throughput", value, "Gbit/s", 1,
+                                      {"network": mode, "streams": 1}))
+    summary = summary_frame(store.samples()).set_index(["platform", "variant"])
+    assert summary.loc[("container", "network=nat,streams=1"), "ratio_to_native"] == 0.5
+    assert summary.loc[("container", "network=host,streams=1"), "ratio_to_native"] == 1.0
