@@ -202,7 +202,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--io-write-bps")
     run.add_argument("--io-read-iops")
     run.add_argument("--io-write-iops")
-    run.add_argument("--net", default="none", help="none, host or bridge")
+    run.add_argument("--net", default="none", help="none, host, bridge or nat (ports published on the suite bridge)")
     run.add_argument("--bandwidth", help="tc quota on the container's veth, e.g. 100mbit")
     run.add_argument("--hostname", default="isolab")
     run.add_argument("--volume", action="store_true",

@@ -145,7 +145,7 @@ class Container:
         try:
             pipes["ready_r"], pipes["ready_w"] = os.pipe()
             pipes["go_r"], pipes["go_w"] = os.pipe()
-            if self.network.mode == "bridge":
+            if self.network.needs_wiring:
                 pipes["sync_r"], pipes["sync_w"] = os.pipe()
             forked = time.perf_counter()
             self.pid = namespaces.fork_pid1(lambda: self._child(pipes))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from runtime.errors import ImageError, InstanceError
-from runtime.naming import STATE_ROOT, link_name, new_instance_id
+from runtime.naming import STATE_ROOT, link_name, new_instance_id, write_owner
 from runtime.platform import Instance, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 from runtime.vm import libvirt_conn
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 VM_STATE_ROOT = Path(os.environ.get("ISOLAB_VM_DIR", "/var/lib/isolab/vm"))
 FAILED_LOG_ROOT = Path(os.environ.get("ISOLAB_VM_LOG_DIR", "/var/log/isolab/vm"))
 LIBVIRT_QEMU_LOGS = Path("/var/log/libvirt/qemu")
-OWNER_FILE = "owner.pid"  # the process that runs the instance; cleanup spares live owners
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_VOLUME_SIZE = "8G"  # sparse: only what the guest writes takes host space (disk full profile: 4.4 GiB)
 VOLUME_DEVICE = "/dev/vdb"
@@ -53,23 +52,6 @@ _STATE_NAMES = {
     libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
-
-
-def owner_alive(state: Path) -> int | None:
-    """The pid of the live process (other than this one) that owns the instance dir `state`, else None."""
-    try:
-        pid = int((state / OWNER_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
 
 
 def check_image_files(image: object) -> None:
@@ -120,7 +102,7 @@ class VmInstance(Instance):
         owner = self.owner
         check_image_files(owner.image)
         self.dir.mkdir(parents=True)
-        (self.dir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        write_owner(self.dir)
         self._make_overlay()
         if self.volume is not None:
             self._make_volume(self.volume)

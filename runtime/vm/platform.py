@@ -24,7 +24,7 @@ import libvirt
 
 from runtime.errors import PlatformUnavailable, SpecError
 from runtime.image.store import Image
-from runtime.naming import LINK_PREFIX
+from runtime.naming import LINK_PREFIX, owner_alive
 from runtime.platform import Platform
 from runtime.spec import InstanceSpec, parse_size
 from runtime.vm import accel as accel_mod
@@ -35,7 +35,6 @@ from runtime.vm.instance import (
     VM_STATE_ROOT,
     VmInstance,
     check_image_files,
-    owner_alive,
 )
 
 

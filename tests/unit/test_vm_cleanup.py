@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from runtime.vm.instance import OWNER_FILE, owner_alive
+from runtime.naming import OWNER_FILE, owner_alive
 
 
 def test_owner_alive(tmp_path):
