@@ -11,6 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
+from runtime.linux.process import pid_alive
+
 LINK_PREFIX = "isl"
 NETNS_PREFIX = "isl"
 CGROUP_PARENT = "isolab"
@@ -58,10 +60,4 @@ def owner_alive(state: Path) -> int | None:
         return None
     if pid == os.getpid():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if pid_alive(pid) else None

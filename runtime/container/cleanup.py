@@ -8,7 +8,6 @@ is still alive are left alone unless `everything` is set.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -17,21 +16,10 @@ from runtime.container.cgroups import make_cgroup
 from runtime.container.cgroups.base import kill_procs, rmdir_retry
 from runtime.container.cgroups.detect import CGROUP_ROOT, _hierarchies, cgroup_version
 from runtime.linux import syscalls as sc
+from runtime.linux.process import pid_alive
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT
 from runtime.network.bridge import NET_STATE, bridge_ports, live_reservations, release_owner, remove_bridge
 from runtime.network.nat import cleanup_publications
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _state(path: Path) -> dict[str, object]:
@@ -55,7 +43,7 @@ def _is_live(state: Path, everything: bool = False) -> bool:
             return time.time() - state.stat().st_mtime < YOUNG_S
         except OSError:
             return False
-    return _alive(data.get("owner_pid"))
+    return pid_alive(data.get("owner_pid"))
 
 
 def _token_live(token: str, everything: bool) -> bool:

@@ -30,6 +30,7 @@ from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
 from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError
 from runtime.linux import syscalls as sc
+from runtime.linux.process import pid_alive, run_captured
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
 from runtime.platform import StartPhases
 from runtime.spec import ExecResult, InstanceSpec
@@ -327,7 +328,7 @@ class Container:
             time.sleep(0.005)
 
     def _wait_foreign(self, deadline: float | None) -> int:
-        while _pid_alive(self.pid):
+        while pid_alive(self.pid):
             if deadline is not None and time.monotonic() > deadline:
                 raise ExecTimeout(f"container {self.instance_id}: pid {self.pid} still running")
             time.sleep(0.01)
@@ -346,20 +347,8 @@ class Container:
     def exec(self, argv: Sequence[str], timeout: float = 600.0, env: dict[str, str] | None = None,
              **popen: Any) -> ExecResult:
         """Run argv inside the running container (all its namespaces and cgroup), capture its output."""
-        started = time.perf_counter()
-        try:
-            proc = self.popen(argv, env=env, **popen)
-        except FileNotFoundError:
-            return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
-                              time.perf_counter() - started)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            proc.kill()
-            proc.communicate()
-            raise ExecTimeout(f"container {self.instance_id}: {argv[0]} did not finish in {timeout:.0f} s"
-                              ) from exc
-        return ExecResult(tuple(argv), proc.returncode, out or "", err or "", time.perf_counter() - started)
+        return run_captured(lambda: self.popen(argv, env=env, **popen), argv, timeout,
+                            f"container {self.instance_id}")
 
     def popen(self, argv: Sequence[str], env: dict[str, str] | None = None,
               **kwargs: Any) -> subprocess.Popen[Any]:
@@ -462,7 +451,7 @@ class Container:
         container.network.address = data.get("net_address")
         container._cgroup_made = True
         container._owned = False
-        if container.status == "running" and not _pid_alive(container.pid):
+        if container.status == "running" and not pid_alive(container.pid):
             container.status = "exited"
         if container.status != "running":
             container.returncode = container.returncode if container.returncode is not None else -1
@@ -505,16 +494,6 @@ def _path_anchor(path: Path) -> tuple[int, str]:
         anchor = anchor.parent
     fd = os.open(anchor, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return fd, str(path.relative_to(anchor))
-
-
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _report(fd: int, message: str) -> None:

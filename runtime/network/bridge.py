@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import InstanceError
+from runtime.linux.process import pid_alive
 from runtime.naming import LINK_PREFIX, STATE_ROOT
 
 NET_STATE = STATE_ROOT / "net"
@@ -32,16 +33,6 @@ class Bridge:
     gateway: str
     prefixlen: int
     subnet: str = DEFAULT_SUBNET
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
@@ -123,7 +114,7 @@ def allocate_address(bridge: Bridge, owner: str = "") -> str:
     net = ipaddress.ip_network(bridge.subnet)
     with _locked(bridge.name):
         book = {addr: entry for addr, entry in _read_book(bridge.name).items()
-                if _pid_alive(int(entry.get("pid", 0)))}  # type: ignore[arg-type]
+                if pid_alive(int(entry.get("pid", 0)))}  # type: ignore[arg-type]
         for host in net.hosts():
             addr = str(host)
             if addr != bridge.gateway and addr not in book:
@@ -154,7 +145,7 @@ def release_owner(bridge_name: str, owner: str) -> None:
 
 def live_reservations(name: str) -> list[str]:
     """Addresses on bridge `name` still reserved by running processes."""
-    return sorted(a for a, e in _read_book(name).items() if _pid_alive(int(e.get("pid", 0))))  # type: ignore[arg-type]
+    return sorted(a for a, e in _read_book(name).items() if pid_alive(int(e.get("pid", 0))))  # type: ignore[arg-type]
 
 
 def remove_bridge_if_unused(name: str = DEFAULT_BRIDGE) -> bool:

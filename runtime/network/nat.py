@@ -24,7 +24,8 @@ import subprocess
 from pathlib import Path
 
 from runtime.errors import InstanceError
-from runtime.network.bridge import DEFAULT_BRIDGE, NET_STATE, _locked, _pid_alive
+from runtime.linux.process import pid_alive
+from runtime.network.bridge import DEFAULT_BRIDGE, NET_STATE, _locked
 
 NAT_BRIDGE = "islnat0"
 NAT_SUBNET = "10.214.0.0/24"
@@ -172,7 +173,7 @@ def publish(owner: str, address: str, host_address: str, suite_bridge: str = DEF
     """DNAT host_address:<ports> on suite_bridge to `address` (on nat_bridge) for `owner`'s lifetime."""
     with _locked(_LOCK):
         previous = _read_book()
-        book = {o: e for o, e in previous.items() if _pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
+        book = {o: e for o, e in previous.items() if pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
         wanted = {(p, int(n)) for p, n in ports}
         for other, entry in book.items():
             taken = wanted & {(p, int(n)) for p, n in entry["ports"]}  # type: ignore[union-attr]
@@ -191,7 +192,7 @@ def unpublish(owner: str) -> None:
     with _locked(_LOCK):
         previous = _read_book()
         book = {o: e for o, e in previous.items()
-                if o != owner and _pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
+                if o != owner and pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
         if book != previous or not book:
             _apply(book, previous)
         _write_book(book)
@@ -208,7 +209,7 @@ def cleanup_publications(everything: bool = False) -> list[str]:
     with _locked(_LOCK):
         previous = _read_book()
         book = {} if everything else {o: e for o, e in previous.items()
-                                      if _pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
+                                      if pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
         removed += [f"nat publication {o}" for o in sorted(set(previous) - set(book))]
         if not book:
             had_table = table_exists()

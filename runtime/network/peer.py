@@ -12,14 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runtime.errors import ExecTimeout, InstanceError
+from runtime.errors import InstanceError
 from runtime.linux import syscalls as sc
+from runtime.linux.process import run_captured
 from runtime.naming import link_name, new_instance_id, state_dir
 from runtime.network.bridge import Bridge, allocate_address, release_address
 from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link
@@ -105,19 +105,7 @@ class PeerNamespace:
 
     def run(self, argv: Sequence[str], timeout: float = 600.0) -> ExecResult:
         """Run argv in the peer and wait for it; 127 if the command is not in the image."""
-        started = time.perf_counter()
-        try:
-            proc = self.popen(argv, errors="replace")
-        except FileNotFoundError:
-            return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
-                              time.perf_counter() - started)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            proc.kill()
-            proc.communicate()
-            raise ExecTimeout(f"peer {self.netns}: {argv[0]} did not finish in {timeout:.0f} s") from exc
-        return ExecResult(tuple(argv), proc.returncode, out, err, time.perf_counter() - started)
+        return run_captured(lambda: self.popen(argv, errors="replace"), argv, timeout, f"peer {self.netns}")
 
     def destroy(self) -> None:
         """Kill the peer's processes, remove the netns (its veth goes with it) and release the address."""
