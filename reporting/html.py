@@ -135,6 +135,14 @@ def _env_section(env: dict[str, object]) -> str:
     return (f"<table>{table}</table><details><summary>full env.json</summary><pre>{full}</pre></details>")
 
 
+def _repetitions_text(config: dict[str, object]) -> str:
+    reps, cap = config.get("reps"), config.get("max_reps", config.get("reps"))
+    if cap == reps:
+        return f"{reps} repetitions per cell"
+    target = 100 * float(config.get("cv_target", 0.05))  # type: ignore[arg-type]
+    return f"{reps} to {cap} repetitions per cell (extended while CV &gt; {target:.0f}%)"
+
+
 def build(store: RunStore, out_dir: Path | None = None) -> Path:
     out_dir = out_dir or reports_root()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,8 +153,7 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
     config = info.get("config", {})
     parts = [f"<h1>isolab report — run {html.escape(store.run_id)}</h1>",
              f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
-             f'{config.get("reps")} to {config.get("max_reps", config.get("reps"))} repetitions per cell '
-             f'(extended while CV &gt; {100 * float(config.get("cv_target", 0.05)):.0f}%), '
+             f'{_repetitions_text(config)}, '
              f'platforms {", ".join(config.get("platforms", []))}, '
              f'scenarios {", ".join(config.get("scenarios", []))}; run status: '
              f'{html.escape(str(info.get("status")))}; started {info.get("started_at")}, '
