@@ -86,6 +86,29 @@ def _outcome_banners(store: RunStore) -> str:
     return "".join(parts)
 
 
+LOWER_IS_BETTER_UNITS = {"s", "ms", "µs", "us", "ns", "MiB", "segments", "fraction of bytes read"}
+
+
+def lower_is_better(unit: str) -> bool:
+    """Times, latencies, memory and disk footprints, retransmits: smaller is better."""
+    return unit in LOWER_IS_BETTER_UNITS
+
+
+def ratio_color(ratio: float, lower_better: bool) -> str:
+    """Green where the platform does better than native, red where worse (log scale, ±2x saturates)."""
+    if pd.isna(ratio) or ratio <= 0:
+        return ""
+    score = math.log2(ratio) * (-1 if lower_better else 1)
+    red, green, blue = (int(255 * c) for c in matplotlib_cmap(0.5 + max(-1.0, min(1.0, score)) / 2)[:3])
+    return f"background-color: #{red:02x}{green:02x}{blue:02x}"
+
+
+def matplotlib_cmap(x: float) -> tuple[float, ...]:
+    from matplotlib import colormaps
+
+    return colormaps["RdYlGn"](x)
+
+
 def _scenario_table(summary: pd.DataFrame) -> str:
     """One row per metric/variant; per platform 'median [CI]' plus n, CV and ratio to native."""
     platforms = [p for p in ("native", "container", "vm") if p in set(summary.platform)]
@@ -113,9 +136,14 @@ def _scenario_table(summary: pd.DataFrame) -> str:
     frame = frame.reindex(columns=[c for c in frame.columns if not c.endswith("÷ native") or
                                    frame[c].notna().any()])
     ratio_cols = [c for c in frame.columns if c.endswith("÷ native")]
+    lower_better = frame["unit"].map(lower_is_better)
+
+    def shade(column: pd.Series) -> list[str]:
+        return [ratio_color(v, low) for v, low in zip(column, lower_better, strict=True)]
+
     styler = (frame.style.hide(axis="index").format(na_rep="–")
               .format({c: lambda v: "–" if pd.isna(v) else f"{v:.3f}" for c in ratio_cols})
-              .background_gradient(subset=ratio_cols, cmap="RdYlGn", vmin=0.5, vmax=1.5)
+              .apply(shade, subset=ratio_cols)
               .set_table_attributes('class="summary"'))
     return styler.to_html()
 

@@ -27,7 +27,7 @@ def medians_with_ci(group: pd.DataFrame, metric: str, unit: str) -> str:
     platforms = [p for p in ("native", "container", "vm") if p in set(group.platform)]
     platforms += sorted(set(group.platform) - set(platforms))
     width = 0.8 / max(len(platforms), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(variants) + 2), 2.8))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(4.0, 1.1 * len(variants) + 2)), 3.2))
     for i, platform in enumerate(platforms):
         rows = group[group.platform == platform].set_index("variant")
         xs, heights, low, high, labels = [], [], [], [], []
@@ -42,7 +42,9 @@ def medians_with_ci(group: pd.DataFrame, metric: str, unit: str) -> str:
             labels.append(int(r["n"]))
         ax.bar(xs, heights, width=width, yerr=[low, high], capsize=3, label=platform,
                color=COLORS.get(platform, "#888"))
-    ax.set_xticks(range(len(variants)), variants, fontsize=8)
+    labels = [v.replace(",", "\n") if len(variants) <= 3 else v for v in variants]
+    ax.set_xticks(range(len(variants)), labels, fontsize=7, rotation=0 if len(variants) <= 3 else 35,
+                  ha="center" if len(variants) <= 3 else "right")
     ax.set_ylabel(unit)
     ax.set_title(f"{metric} — median, 95% CI", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
