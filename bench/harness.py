@@ -92,9 +92,6 @@ class Harness:
             raise found
         return found
 
-    def available_platforms(self) -> dict[str, Platform]:
-        return {n: p for n, p in self._platforms.items() if isinstance(p, Platform)}
-
     # one cell ---------------------------------------------------------------------------------
     def run_cell(self, platform_name: str, scenario_name: str, benchmark: object) -> None:
         index = self.cells_done + 1

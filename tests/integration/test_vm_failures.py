@@ -110,17 +110,24 @@ VmPlatform(ensure_image()).create(InstanceSpec(cpus=1, memory=256 * 1024**2, net
 """
 
 
-def test_sigkill_mid_boot_then_cleanup(vm_module, image):
-    child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=Path(__file__).resolve().parents[2])
-    try:
-        deadline = time.monotonic() + 60
-        while not isolab_domains() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert isolab_domains(), "the child never defined its domain"
-        time.sleep(0.5)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
+def _child_booting_a_vm(**popen: object) -> subprocess.Popen:
+    """A driver process that has defined its domain and is booting the guest."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=Path(__file__).resolve().parents[2], **popen)
+    deadline = time.monotonic() + 60
+    while not isolab_domains() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not isolab_domains():
+        child.kill()
         child.wait(timeout=30)
+        raise AssertionError("the child never defined its domain")
+    time.sleep(0.5)
+    return child
+
+
+def test_sigkill_mid_boot_then_cleanup(vm_module, image):
+    child = _child_booting_a_vm()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
     assert isolab_domains() and vm_dirs()  # what a killed run leaves
     removed = vm_module.VmPlatform(image).cleanup_leftovers()
     assert any(r.startswith("domain isolab-vm-") for r in removed)
@@ -131,14 +138,8 @@ def test_sigkill_mid_boot_then_cleanup(vm_module, image):
 
 def test_ctrl_c_mid_boot_leaves_nothing(vm_module, image):
     """SIGINT (Ctrl-C) while the guest boots: the driver itself removes domain, overlay and tap."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=Path(__file__).resolve().parents[2],
-                             stderr=subprocess.PIPE, text=True)
+    child = _child_booting_a_vm(stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not isolab_domains() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert isolab_domains(), "the child never defined its domain"
-        time.sleep(0.5)
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
     finally:
