@@ -11,6 +11,7 @@ and are detached on destroy.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 from runtime.errors import ExecTimeout, InstanceError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
+from runtime.linux import transfer
 from runtime.naming import (
     SCRATCH_ROOT,
     STATE_ROOT,
@@ -94,25 +96,19 @@ class NativeInstance(Instance):
                               time.perf_counter() - started)
         return ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started)
 
-    def _host_path(self, inside: str) -> Path:
-        inside = inside.lstrip("/")
-        if inside == "tmp" or inside.startswith("tmp/"):
-            return self.scratch / inside[4:]
-        volume = VOLUME_DIR.lstrip("/")
-        if self.volume is not None and (inside == volume or inside.startswith(f"{volume}/")):
-            return self.volume / inside[len(volume) + 1:]
-        writable = "/tmp and /mnt are" if self.volume is not None else "only /tmp is"
-        raise InstanceError(f"native {self.instance_id}: {writable} writable, not /{inside}")
-
     def put_file(self, local: Path, remote: str) -> None:
-        shutil.copyfile(local, self._host_path(remote))
+        """Resolved inside the instance root (openat2 RESOLVE_IN_ROOT): a workload's symlinks cannot make
+        the harness write a host file."""
+        try:
+            transfer.put_file(self.root, Path(local), remote, f"native {self.instance_id}")
+        except transfer.TransferError as exc:
+            if exc.errno != errno.EROFS:
+                raise
+            writable = "/tmp and /mnt are" if self.volume is not None else "only /tmp is"
+            raise InstanceError(f"native {self.instance_id}: {writable} writable, not {remote}") from exc
 
     def get_file(self, remote: str, local: Path) -> None:
-        try:
-            source = self._host_path(remote)
-        except InstanceError:
-            source = self.image.rootfs / remote.lstrip("/")
-        shutil.copyfile(source, local)
+        transfer.get_file(self.root, remote, Path(local), f"native {self.instance_id}")
 
     def ignored_limits(self) -> dict[str, object]:
         return self.spec.limits()

@@ -378,11 +378,12 @@ class Container:
             return subprocess.Popen(list(argv), env=environment, preexec_fn=enter, **kwargs)
 
     # ---- files and usage ------------------------------------------------------------------------
-    def path_inside(self, path: str) -> Path:
-        """Host path reaching `path` in the container's root (through /proc/<pid>/root)."""
+    def root_path(self) -> Path:
+        """The container's root directory as the host reaches it (/proc/<pid>/root). Never join a
+        container path to it: resolve paths inside it with runtime.linux.transfer (openat2 IN_ROOT)."""
         if self.pid is None or self.returncode is not None:
             raise InstanceError(f"container {self.instance_id}: not running")
-        return Path(f"/proc/{self.pid}/root") / path.lstrip("/")
+        return Path(f"/proc/{self.pid}/root")
 
     def stats(self) -> CgroupStats:
         return self.cgroup.stats()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform as host_platform
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from runtime.container.container import Container
 from runtime.container.layers import BASE, LayerStore
 from runtime.errors import InstanceError, IsolabError, PlatformUnavailable
 from runtime.image.store import Image
+from runtime.linux import transfer
 from runtime.platform import Instance, Platform
 from runtime.spec import ExecResult, InstanceSpec
 
@@ -37,7 +37,8 @@ class ContainerInstance(Instance):
         return self.container.exec(argv, timeout=timeout, env=env)
 
     def put_file(self, local: Path, remote: str) -> None:
-        shutil.copyfile(local, self.container.path_inside(remote))
+        """Resolved inside the container's root (openat2 RESOLVE_IN_ROOT): its symlinks cannot reach the host."""
+        transfer.put_file(self.container.root_path(), Path(local), remote, f"container {self.instance_id}")
 
     def host_pids(self) -> list[int]:
         """The container's init (pid 1 inside); its descendants are the rest of the container."""
@@ -45,7 +46,7 @@ class ContainerInstance(Instance):
         return [pid] if pid else []
 
     def get_file(self, remote: str, local: Path) -> None:
-        shutil.copyfile(self.container.path_inside(remote), local)
+        transfer.get_file(self.container.root_path(), remote, Path(local), f"container {self.instance_id}")
 
     @property
     def address(self) -> str | None:
