@@ -19,7 +19,7 @@ from bench.config import RunConfig
 from bench.results import CellOutcome, RunStore, SampleRecord, variant_of
 from runtime.errors import IsolabError, PlatformUnavailable
 from runtime.image.store import Image
-from runtime.platform import Platform, load_platform
+from runtime.platform import Platform, platform_class
 from scenarios import base as scenario_base
 from scenarios.base import RawSink, Sample
 
@@ -76,11 +76,10 @@ class Harness:
     def platform(self, name: str) -> Platform:
         """The platform object, checked once per run; raises PlatformUnavailable with the reason."""
         if name not in self._platforms:
-            options: dict[str, object] = {"image": self.image}
-            if name == "vm":
-                options["accel"] = self.config.accel
             try:
-                platform = load_platform(name, **options)
+                cls = platform_class(name)
+                options = {option: getattr(self.config, option) for option in cls.options}
+                platform = cls(image=self.image, **options)
                 platform.check_available()
                 self._platforms[name] = platform
             except PlatformUnavailable as exc:

@@ -77,10 +77,16 @@ def _write_env(store: RunStore, config: RunConfig, image: Image, harness: Harnes
         except IsolabError as exc:
             platforms[name] = {"available": False, "reason": str(exc)}
             continue
+        facts: dict[str, object] = {"available": True}
+        try:  # a probe must not lose a run
+            facts["info"] = platform.describe().to_dict()
+        except Exception as exc:
+            facts["info_error"] = str(exc)
         try:
-            platforms[name] = {"available": True, **platform.environment()}
-        except Exception as exc:  # an environment probe must not lose a run
-            platforms[name] = {"available": True, "environment_error": str(exc)}
+            facts.update(platform.environment())
+        except Exception as exc:
+            facts["environment_error"] = str(exc)
+        platforms[name] = facts
     env = envinfo.capture(image.manifest, platforms, command_line)
     store.write_env(env)
     write_json_atomic(store.path / "image-manifest.json", image.manifest)

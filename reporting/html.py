@@ -1,9 +1,11 @@
 """Build `reports/<run-id>.html`: one self-contained file (inline CSS and images) that works offline.
 
-Sections: banners (emulated VM, failed/skipped cells), what ran, per-scenario tables styled with
-pandas Styler (median with 95% CI, n, CV, ratio to native with CI), plots with CI whiskers,
-container-vs-vm significance, and the environment. The summary also goes out as CSV and LaTeX
-next to the HTML. The report reads stored results only; it never parses tool output.
+Sections: banners (emulated platforms, weaker confinement, failed/skipped cells), what ran,
+per-scenario tables styled with pandas Styler (median with 95% CI, n, CV, ratio to the baseline
+with CI), plots with CI whiskers, significance between platforms of different kinds, and the
+environment. Which platforms ran, their order, colours and baseline come from reporting.platforms.
+The summary also goes out as CSV and LaTeX next to the HTML. The report reads stored results only;
+it never parses tool output.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.results import RunStore
-from reporting import plots
+from reporting import platforms, plots
 from reporting.claims import claims_frame
-from reporting.summary import container_vs_vm, summary_frame
+from reporting.summary import pairwise_mann_whitney, summary_frame
+from runtime.platform import PlatformInfo
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;
@@ -29,7 +32,6 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px so
 th{background:#f3f3f3;text-align:left} td{font-variant-numeric:tabular-nums}
 .banner{padding:.8em 1em;margin:1em 0;border-radius:4px;font-weight:600}
 .banner.emulated{background:#fff3cd;border:2px solid #d39e00}
-.banner.kvm{background:#e6f4ea;border:1px solid #5aa469}
 .banner.failed{background:#fde2e1;border:2px solid #c0392b}
 .banner.skipped{background:#eef;border:1px solid #77a}
 .meta{color:#555;font-size:.9em} pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}
@@ -49,20 +51,25 @@ def _fmt(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def accelerator_banner(env: dict[str, object]) -> str:
-    vm = (env.get("platforms") or {}).get("vm") or {}  # type: ignore[union-attr]
-    if not vm:
-        return ""
-    if not vm.get("available", False):
-        return (f'<div class="banner skipped">VM platform not measured: '
-                f'{html.escape(str(vm.get("reason", "unavailable")))}</div>')
-    accel = str(vm.get("accelerator", "unknown"))
-    reason = html.escape(str(vm.get("accelerator_reason", "")))
-    if accel == "kvm":
-        return f'<div class="banner kvm">VM accelerator: KVM (hardware virtualization). {reason}</div>'
-    return (f'<div class="banner emulated">⚠ VM accelerator: {html.escape(accel.upper())} — the VM was '
-            f'<em>emulated</em>, not hardware-accelerated. VM figures here are NOT KVM figures and must not be '
-            f'cited as such. {reason}</div>')
+def platform_banners(env: dict[str, object], infos: dict[str, PlatformInfo]) -> str:
+    """A loud banner per emulated platform and per platform that ran with weaker confinement."""
+    parts = []
+    for info in platforms.emulated(infos):
+        reason = html.escape(str(platforms.platform_facts(env, info.name).get("accelerator_reason", "")))
+        parts.append(f'<div class="banner emulated">⚠ {html.escape(info.display_name)} ({html.escape(info.name)}): '
+                     f'{html.escape(info.mechanism)} — its figures were <em>emulated</em>, not '
+                     f'hardware-accelerated. They are NOT hardware-virtualisation (KVM) figures and must not '
+                     f'be cited as such. {reason}</div>')
+    for name, warning in platforms.confinement_warnings(env).items():
+        parts.append(f'<div class="banner emulated">⚠ {html.escape(name)} ran with weaker confinement than '
+                     f'its production default: {html.escape(warning)}</div>')
+    return "".join(parts)
+
+
+def _platforms_line(infos: dict[str, PlatformInfo]) -> str:
+    """How each platform isolated or accelerated here (from its own description)."""
+    labels = [f"{html.escape(i.display_name)} ({html.escape(i.label)})" for i in infos.values()]
+    return f'<p class="meta">Platforms as they ran here: {"; ".join(labels)}.</p>' if labels else ""
 
 
 def _outcome_banners(store: RunStore) -> str:
@@ -95,7 +102,7 @@ def lower_is_better(unit: str) -> bool:
 
 
 def ratio_color(ratio: float, lower_better: bool) -> str:
-    """Green where the platform does better than native, red where worse (log scale, ±2x saturates)."""
+    """Green where the platform does better than the baseline, red where worse (log scale, ±2x saturates)."""
     if pd.isna(ratio) or ratio <= 0:
         return ""
     score = math.log2(ratio) * (-1 if lower_better else 1)
@@ -109,14 +116,14 @@ def matplotlib_cmap(x: float) -> tuple[float, ...]:
     return colormaps["RdYlGn"](x)
 
 
-def _scenario_table(summary: pd.DataFrame) -> str:
-    """One row per metric/variant; per platform 'median [CI]' plus n, CV and ratio to native."""
-    platforms = [p for p in ("native", "container", "vm") if p in set(summary.platform)]
-    platforms += sorted(set(summary.platform) - set(platforms))
+def _scenario_table(summary: pd.DataFrame, infos: dict[str, PlatformInfo]) -> str:
+    """One row per metric/variant; per platform 'median [CI]' plus n, CV and ratio to the baseline."""
+    names = platforms.ordered(infos, summary.platform)
+    base = platforms.baseline(infos)
     rows = []
     for (metric, variant, unit), group in summary.groupby(["metric", "variant", "unit"], sort=True):
         row: dict[str, object] = {"metric": metric, "variant": variant, "unit": unit}
-        for platform in platforms:
+        for platform in names:
             match = group[group.platform == platform]
             if match.empty:
                 row[f"{platform} median [95% CI]"] = "–"
@@ -126,16 +133,17 @@ def _scenario_table(summary: pd.DataFrame) -> str:
             median, low, high = _fmt(r["median"]), _fmt(r["ci_low"]), _fmt(r["ci_high"])
             row[f"{platform} median [95% CI]"] = f"{median} [{low}–{high}]"
             row[f"{platform} n / CV"] = f"{int(r['n'])} / {_fmt(100 * r['cv'], 2)}%"
-            if platform == "native":
+            if base is None or platform == base:
                 continue
-            row[f"{platform} ÷ native"] = r["ratio_to_native"]
+            row[f"{platform} ÷ {base}"] = r["ratio_to_native"]
             if not math.isnan(r["ratio_ci_low"]):
-                row[f"{platform} ÷ native CI"] = f"{r['ratio_ci_low']:.3f}–{r['ratio_ci_high']:.3f}"
+                row[f"{platform} ÷ {base} CI"] = f"{r['ratio_ci_low']:.3f}–{r['ratio_ci_high']:.3f}"
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame = frame.reindex(columns=[c for c in frame.columns if not c.endswith("÷ native") or
+    ratio_suffix = f"÷ {base}"
+    frame = frame.reindex(columns=[c for c in frame.columns if base is None or not c.endswith(ratio_suffix) or
                                    frame[c].notna().any()])
-    ratio_cols = [c for c in frame.columns if c.endswith("÷ native")]
+    ratio_cols = [c for c in frame.columns if base is not None and c.endswith(ratio_suffix)]
     lower_better = frame["unit"].map(lower_is_better)
 
     def shade(column: pd.Series) -> list[str]:
@@ -177,8 +185,10 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
     env = store.env()
     info = store.run_info()
     samples = store.samples()
-    summary = summary_frame(samples) if samples else pd.DataFrame()
     config = info.get("config", {})
+    infos = platforms.platform_infos(env, [*config.get("platforms", []), *sorted({s.platform for s in samples})])
+    base = platforms.baseline(infos)
+    summary = summary_frame(samples, base) if samples else pd.DataFrame()
     parts = [f"<h1>isolab report — run {html.escape(store.run_id)}</h1>",
              f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
              f'{_repetitions_text(config)}, '
@@ -186,27 +196,27 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
              f'scenarios {", ".join(config.get("scenarios", []))}; run status: '
              f'{html.escape(str(info.get("status")))}; started {info.get("started_at")}, '
              f'finished {info.get("finished_at", "–")}</p>',
-             accelerator_banner(env), _outcome_banners(store)]
+             _platforms_line(infos), platform_banners(env, infos), _outcome_banners(store)]
     if summary.empty:
         parts.append("<p>No samples were measured in this run.</p>")
     else:
-        parts.append("<p class=\"meta\">Each cell: median of the repetitions with its 95% bootstrap confidence "
-                     "interval, n repetitions and coefficient of variation; ratio to native is the ratio of "
-                     "medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than native; for times "
-                     "and latencies &gt;1 means slower). Native has only the host's network stack, so every "
-                     "network mode is compared with native's host network.</p>")
-        vm_env = (env.get("platforms") or {}).get("vm") or {}  # type: ignore[union-attr]
-        claims = claims_frame(summary, vm_env.get("accelerator"))
+        base_name = html.escape(base or "a baseline")
+        parts.append(f"<p class=\"meta\">Each cell: median of the repetitions with its 95% bootstrap confidence "
+                     f"interval, n repetitions and coefficient of variation; ratio to {base_name} is the ratio of "
+                     f"medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than {base_name}; "
+                     f"for times and latencies &gt;1 means slower). The baseline has only the host's network "
+                     f"stack, so every network mode is compared with its host network.</p>")
+        claims = claims_frame(summary, infos)
         parts.append("<h2>claims: the literature next to this host</h2>")
         parts.append(claims.style.hide(axis="index").to_html())
         for scenario, group in summary.groupby("scenario", sort=True):
             parts.append(f"<h2>{html.escape(str(scenario))}</h2>")
-            parts.append(_scenario_table(group))
+            parts.append(_scenario_table(group, infos))
             for (metric, unit), metric_group in group.groupby(["metric", "unit"], sort=True):
-                parts.append(f'<div class="plot">{plots.medians_with_ci(metric_group, metric, unit)}</div>')
-        versus = container_vs_vm(samples)
+                parts.append(f'<div class="plot">{plots.medians_with_ci(metric_group, metric, unit, infos)}</div>')
+        versus = pairwise_mann_whitney(samples, platforms.contrasting_pairs(infos))
         if not versus.empty:
-            parts.append("<h2>container vs vm (Mann-Whitney U, two-sided)</h2>")
+            parts.append("<h2>platforms of different kinds, pairwise (Mann-Whitney U, two-sided)</h2>")
             parts.append(versus.style.hide(axis="index").format(precision=4).to_html())
         summary.to_csv(out_dir / f"{store.run_id}.csv", index=False)
         (out_dir / f"{store.run_id}.tex").write_text(

@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-COLORS = {"native": "#4c72b0", "container": "#55a868", "vm": "#c44e52"}
+from reporting import platforms as platform_infos
+from runtime.platform import PlatformInfo
 
 
 def _svg(fig: plt.Figure) -> str:
@@ -21,11 +22,10 @@ def _svg(fig: plt.Figure) -> str:
     return text[text.find("<svg"):]
 
 
-def medians_with_ci(group: pd.DataFrame, metric: str, unit: str) -> str:
-    """Grouped bars: one group per variant, one bar per platform, whiskers = 95% CI of the median."""
+def medians_with_ci(group: pd.DataFrame, metric: str, unit: str, infos: dict[str, PlatformInfo]) -> str:
+    """Grouped bars: one group per variant, one bar per platform (its own colour), whiskers = 95% CI."""
     variants = sorted(set(group.variant))
-    platforms = [p for p in ("native", "container", "vm") if p in set(group.platform)]
-    platforms += sorted(set(group.platform) - set(platforms))
+    platforms = platform_infos.ordered(infos, group.platform)
     width = 0.8 / max(len(platforms), 1)
     fig, ax = plt.subplots(figsize=(min(14.0, max(4.0, 1.1 * len(variants) + 2)), 3.2))
     for i, platform in enumerate(platforms):
@@ -40,8 +40,9 @@ def medians_with_ci(group: pd.DataFrame, metric: str, unit: str) -> str:
             low.append(r["median"] - r["ci_low"])
             high.append(r["ci_high"] - r["median"])
             labels.append(int(r["n"]))
-        ax.bar(xs, heights, width=width, yerr=[low, high], capsize=3, label=platform,
-               color=COLORS.get(platform, "#888"))
+        legend = infos[platform].label if platform in infos else platform
+        ax.bar(xs, heights, width=width, yerr=[low, high], capsize=3, label=legend,
+               color=platform_infos.colour(infos, platform))
     labels = [v.replace(",", "\n") if len(variants) <= 3 else v for v in variants]
     ax.set_xticks(range(len(variants)), labels, fontsize=7, rotation=0 if len(variants) <= 3 else 35,
                   ha="center" if len(variants) <= 3 else "right")

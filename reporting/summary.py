@@ -1,7 +1,8 @@
 """Tidy samples -> the summary table: per platform × scenario × metric × variant statistics.
 
 Columns: n, median, mean, stdev, cv, ci_low, ci_high (95% bootstrap CI of the median), and, where
-a native baseline exists, ratio_to_native with its CI; container vs vm Mann-Whitney p per metric.
+a baseline platform is given, ratio_to_native (the ratio to that baseline; the column keeps its old
+name) with its CI; and Mann-Whitney p per metric for chosen pairs of platforms.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def samples_frame(samples: list[SampleRecord]) -> pd.DataFrame:
 
 
 def baseline_variant_candidates(variant: str) -> list[str]:
-    """The native variant to compare a variant with: itself, else with its network mode replaced by
-    `host` (native has only the host's network stack, the baseline for every network mode)."""
+    """The baseline's variant to compare a variant with: itself, else with its network mode replaced by
+    `host` (the baseline has only the host's network stack, the reference for every network mode)."""
     candidates = [variant]
     parts = variant.split(",")
     if any(p.startswith("network=") and p != "network=host" for p in parts):
@@ -42,7 +43,8 @@ def baseline_values(frame: pd.DataFrame, baseline: str, scenario: str, metric: s
     return []
 
 
-def summary_frame(samples: list[SampleRecord], baseline: str = "native") -> pd.DataFrame:
+def summary_frame(samples: list[SampleRecord], baseline: str | None = None) -> pd.DataFrame:
+    """Statistics per platform × metric × variant; ratios only when `baseline` names a platform."""
     frame = samples_frame(samples)
     rows = []
     for (platform, scenario, metric, variant, unit), group in frame.groupby(["platform", *KEYS], sort=True):
@@ -52,7 +54,7 @@ def summary_frame(samples: list[SampleRecord], baseline: str = "native") -> pd.D
                "n": summary.n, "median": summary.median, "mean": summary.mean, "stdev": summary.stdev,
                "cv": summary.cv, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
                "ratio_to_native": math.nan, "ratio_ci_low": math.nan, "ratio_ci_high": math.nan}
-        base = baseline_values(frame, baseline, scenario, metric, variant)
+        base = baseline_values(frame, baseline, scenario, metric, variant) if baseline is not None else []
         if base and platform != baseline:
             row["ratio_to_native"], row["ratio_ci_low"], row["ratio_ci_high"] = stats.ratio_ci(values, base)
         elif base:
@@ -61,15 +63,17 @@ def summary_frame(samples: list[SampleRecord], baseline: str = "native") -> pd.D
     return pd.DataFrame(rows)
 
 
-def container_vs_vm(samples: list[SampleRecord]) -> pd.DataFrame:
-    """Mann-Whitney p for container vs vm, per metric and variant (empty when either is absent)."""
+def pairwise_mann_whitney(samples: list[SampleRecord], pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Mann-Whitney p for each pair of platforms, per metric and variant measured on both."""
     frame = samples_frame(samples)
     rows = []
-    for (scenario, metric, variant, unit), group in frame.groupby(KEYS, sort=True):
-        ct = group[group.platform == "container"]["value"].tolist()
-        vm = group[group.platform == "vm"]["value"].tolist()
-        if ct and vm:
-            rows.append({"scenario": scenario, "metric": metric, "variant": variant, "unit": unit,
-                         "container_median": stats.summarize(ct).median, "vm_median": stats.summarize(vm).median,
-                         "mann_whitney_p": stats.mann_whitney_p(ct, vm)})
+    for a, b in pairs:
+        for (scenario, metric, variant, unit), group in frame.groupby(KEYS, sort=True):
+            first = group[group.platform == a]["value"].tolist()
+            second = group[group.platform == b]["value"].tolist()
+            if first and second:
+                rows.append({"platform_a": a, "platform_b": b, "scenario": scenario, "metric": metric,
+                             "variant": variant, "unit": unit, "median_a": stats.summarize(first).median,
+                             "median_b": stats.summarize(second).median,
+                             "mann_whitney_p": stats.mann_whitney_p(first, second)})
     return pd.DataFrame(rows)

@@ -32,7 +32,7 @@ from runtime.naming import (
     state_dir,
     write_owner,
 )
-from runtime.platform import Instance, Platform, StartPhases
+from runtime.platform import KIND_NATIVE, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -149,6 +149,10 @@ class NativePlatform(Platform):
         instance = NativeInstance(self.image, spec)
         instance.start()
         return instance
+
+    def describe(self) -> PlatformInfo:
+        return PlatformInfo(name=self.name, kind=KIND_NATIVE, display_name="native (chroot)", colour="#4c72b0",
+                            mechanism="chroot", emulated=False, baseline=True)
 
     def environment(self) -> dict[str, object]:
         return {"isolation": "chroot only: no namespaces, no cgroup limits"}

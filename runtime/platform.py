@@ -3,6 +3,11 @@
 A `Platform` turns an `InstanceSpec` into a running `Instance`. Scenarios only ever see
 `Instance`: exec a command, move files, read its address and start phases, destroy it. No scenario
 imports a platform and no platform imports a scenario.
+
+A platform also describes itself (`Platform.describe() -> PlatformInfo`: kind, display name, colour,
+isolation mechanism or accelerator, whether its figures are emulated, whether it is the baseline) and
+declares which run options it takes (`Platform.options`), so that the harness and the report loop over
+whatever platforms ran without naming one.
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import importlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 
@@ -95,10 +100,58 @@ class Instance(ABC):
         self.destroy()
 
 
+#: The kinds of platform the report groups and compares (literature claims are about kinds).
+KIND_NATIVE = "native"
+KIND_CONTAINER = "container"
+KIND_SANDBOXED_CONTAINER = "sandboxed container"
+KIND_VM = "vm"
+KINDS = (KIND_NATIVE, KIND_CONTAINER, KIND_SANDBOXED_CONTAINER, KIND_VM)
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """What the harness and the report need to know about a platform, as it runs on this host."""
+
+    name: str  # registry key, e.g. "vm"
+    kind: str  # one of KINDS
+    display_name: str  # e.g. "libvirt VM"
+    colour: str  # hex colour for plots, e.g. "#c44e52"
+    mechanism: str  # how it isolates or accelerates here: "chroot", "namespaces + cgroup v1", "KVM", ...
+    emulated: bool  # True when its figures are not hardware-virtualisation figures (TCG)
+    baseline: bool  # True for the platform every ratio is taken against
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SpecError(f"platform {self.name}: unknown kind {self.kind!r} (one of {', '.join(KINDS)})")
+        if not (len(self.colour) == 7 and self.colour.startswith("#")):
+            raise SpecError(f"platform {self.name}: colour {self.colour!r} is not #rrggbb")
+
+    @property
+    def label(self) -> str:
+        """Name and mechanism, for tables and legends: 'vm: TCG (emulated)'."""
+        return f"{self.name}: {self.mechanism}" if self.mechanism else self.name
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> PlatformInfo:
+        """The inverse of to_dict; keys a later version added are ignored, a missing one is an error."""
+        missing = [f.name for f in fields(cls) if f.name not in data]
+        if missing:
+            raise SpecError(f"platform info lacks {', '.join(missing)}: {dict(data)!r}")
+        return cls(name=str(data["name"]), kind=str(data["kind"]), display_name=str(data["display_name"]),
+                   colour=str(data["colour"]), mechanism=str(data["mechanism"]),
+                   emulated=bool(data["emulated"]), baseline=bool(data["baseline"]))
+
+
 class Platform(ABC):
     """Creates instances of one kind from the shared image."""
 
     name: str
+    #: Names of RunConfig fields this platform takes as keyword arguments (e.g. ("accel",)); the
+    #: harness passes exactly these, so it never needs to know which platform wants what.
+    options: tuple[str, ...] = ()
     #: The InstanceSpec.network modes this platform can realise (scenarios pick among these).
     network_modes: tuple[str, ...] = ("none",)
 
@@ -109,6 +162,10 @@ class Platform(ABC):
     @abstractmethod
     def create(self, spec: InstanceSpec) -> Instance:
         """Start an instance; on any failure, leave nothing behind and raise."""
+
+    @abstractmethod
+    def describe(self) -> PlatformInfo:
+        """Kind, display name, colour and mechanism as this platform runs here (after check_available())."""
 
     def environment(self) -> dict[str, object]:
         """Facts about how this platform runs here (accelerator, runtime versions) for env.json."""
@@ -138,12 +195,17 @@ def validate_platform_names(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def load_platform(name: str, **options: object) -> Platform:
-    """Instantiate a platform by name; PlatformUnavailable if its code is not present here."""
+def platform_class(name: str) -> type[Platform]:
+    """The class of a platform, imported on demand; PlatformUnavailable if its code is not present here."""
     validate_platform_names([name])
     module_name, class_name = PLATFORMS[name].split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise PlatformUnavailable(f"platform {name}: module {exc.name} is missing ({exc})") from exc
-    return getattr(module, class_name)(**options)
+    return getattr(module, class_name)
+
+
+def load_platform(name: str, **options: object) -> Platform:
+    """Instantiate a platform by name; PlatformUnavailable if its code is not present here."""
+    return platform_class(name)(**options)

@@ -19,7 +19,7 @@ from runtime.container.layers import BASE, LayerStore
 from runtime.errors import InstanceError, IsolabError, PlatformUnavailable
 from runtime.image.store import Image
 from runtime.linux import transfer
-from runtime.platform import Instance, Platform
+from runtime.platform import KIND_CONTAINER, Instance, Platform, PlatformInfo
 from runtime.spec import ExecResult, InstanceSpec
 
 
@@ -106,6 +106,11 @@ class ContainerPlatform(Platform):
         container.create()
         container.start()
         return ContainerInstance(container)
+
+    def describe(self) -> PlatformInfo:
+        return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container",
+                            colour="#55a868", mechanism=f"namespaces + cgroup v{cgroup_version()}",
+                            emulated=False, baseline=False)
 
     def environment(self) -> dict[str, object]:
         return {"runtime": "isolab container runtime (in-process fork, overlayfs, pivot_root)",

@@ -25,7 +25,7 @@ import libvirt
 from runtime.errors import PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.naming import LINK_PREFIX, owner_alive
-from runtime.platform import Platform
+from runtime.platform import KIND_VM, Platform, PlatformInfo
 from runtime.spec import InstanceSpec, parse_size
 from runtime.vm import accel as accel_mod
 from runtime.vm import libvirt_conn
@@ -41,6 +41,7 @@ from runtime.vm.instance import (
 class VmPlatform(Platform):
     name = "vm"
     network_modes = ("none", "bridge")
+    options = ("accel",)  # RunConfig.accel: auto, kvm or tcg
 
     def __init__(self, image: Image | None = None, accel: str = "auto", **options: object) -> None:
         self.image = image
@@ -94,6 +95,11 @@ class VmPlatform(Platform):
                 instance.destroy()
             except Exception:
                 pass
+
+    def describe(self) -> PlatformInfo:
+        emulated = self.accel.accel != "kvm"
+        return PlatformInfo(name=self.name, kind=KIND_VM, display_name="libvirt VM", colour="#c44e52",
+                            mechanism="TCG (emulated)" if emulated else "KVM", emulated=emulated, baseline=False)
 
     def environment(self) -> dict[str, object]:
         env: dict[str, object] = {

@@ -41,6 +41,8 @@ def test_cpu_on_native_end_to_end(image, tmp_path):
     assert all(min(v) > 0 for v in per_variant.values())
     env = json.loads((run_dir / "env.json").read_text())
     assert env["image"]["digest"] == image.digest and env["platforms"]["native"]["available"]
+    info = env["platforms"]["native"]["info"]  # the platform described itself
+    assert info["baseline"] and info["kind"] == "native" and info["mechanism"] == "chroot"
     assert (run_dir / "raw/native/cpu/rep1/sysbench-cpu-t1.txt").exists()
     report = tmp_path / "reports" / f"{run_dir.name}.html"
     assert report.exists() and f"report: {report}" in proc.stdout.replace("\n", "")
