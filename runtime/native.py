@@ -67,14 +67,20 @@ class NativeInstance(Instance):
             sc.mount("proc", self.root / "proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
             sc.mount("sysfs", self.root / "sys", "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
             sc.mount("/dev", self.root / "dev", None, sc.MS_BIND | sc.MS_REC)
-            sc.mount(str(self.scratch), self.root / "tmp", None, sc.MS_BIND)
+            self._bind_nodev(self.scratch, self.root / "tmp")
             if self.volume is not None:
                 self.volume.mkdir()
-                sc.mount(str(self.volume), self.root / VOLUME_DIR.lstrip("/"), None, sc.MS_BIND)
+                self._bind_nodev(self.volume, self.root / VOLUME_DIR.lstrip("/"))
             self.start_phases.lap("mounts")
         except OSError as exc:
             self.destroy()
             raise InstanceError(f"native: cannot prepare {self.root}: {exc}") from exc
+
+    @staticmethod
+    def _bind_nodev(source: Path, target: Path) -> None:
+        """Bind a host directory into the root, nodev and nosuid (like the container's volume)."""
+        sc.mount(str(source), target, None, sc.MS_BIND)
+        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | sc.MS_NOSUID)
 
     def _chroot(self) -> None:
         os.chroot(self.root)

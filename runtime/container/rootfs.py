@@ -52,11 +52,16 @@ def mount_dev(root: str) -> None:
 
 
 def mount_volume(volume: Path, root: str) -> None:
-    """Bind the host directory `volume` at the container's VOLUME_DIR: writes there skip the overlay."""
+    """Bind the host directory `volume` at the container's VOLUME_DIR (nodev, nosuid): writes there skip
+    the overlay. The overlay root itself is not nodev, as with Docker: image layers may carry device
+    nodes, and the device cgroup (v1) or BPF device filter (v2) decides which of them can be opened."""
     target = f"{root}{VOLUME_DIR}"
     if not os.path.isdir(target):
         os.mkdir(target, 0o755)  # (in the writable layer: an image without /mnt)
     sc.mount(str(volume), target, None, sc.MS_BIND)
+    # nodev: a device node in the host directory (made on the host, or by an earlier container) cannot
+    # be opened through the volume; nosuid: no setuid file there runs with its owner's rights.
+    sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | sc.MS_NOSUID)
 
 
 def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False,

@@ -19,7 +19,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_container_cgroup_v2_create_enables_controllers_down_the_tree(root):
-    cg = CgroupV2("ct-0001", root)
+    cg = CgroupV2("ct-0001", root, device_filter=False)
     cg.create()
     assert (root / "cgroup.subtree_control").read_text() == "+cpuset +cpu +io +memory +pids"
     assert (root / "isolab" / "cgroup.subtree_control").read_text() == "+cpuset +cpu +io +memory +pids"
@@ -28,7 +28,7 @@ def test_container_cgroup_v2_create_enables_controllers_down_the_tree(root):
 
 
 def test_container_cgroup_v2_limits_map_to_v2_files(root):
-    cg = CgroupV2("ct-0002", root)
+    cg = CgroupV2("ct-0002", root, device_filter=False)
     cg.create()
     spec = InstanceSpec(cpus=0.5, cpuset="0-1", cpu_shares=1024, memory=64 * 2**20,
                         memory_swap=96 * 2**20, pids_max=64, io_read_bps=1_000_000, io_write_iops=100)
@@ -45,7 +45,7 @@ def test_container_cgroup_v2_limits_map_to_v2_files(root):
 
 
 def test_container_cgroup_v2_io_limits_ignored_without_block_device(root):
-    cg = CgroupV2("ct-0003", root)
+    cg = CgroupV2("ct-0003", root, device_filter=False)
     cg.create()
     ignored = cg.apply(InstanceSpec(io_write_bps=5), None)
     assert ignored == {"io_write_bps": 5}
@@ -53,14 +53,14 @@ def test_container_cgroup_v2_io_limits_ignored_without_block_device(root):
 
 
 def test_container_cgroup_v2_memory_without_swap_means_no_swap(root):
-    cg = CgroupV2("ct-0004", root)
+    cg = CgroupV2("ct-0004", root, device_filter=False)
     cg.create()
     cg.apply(InstanceSpec(memory=1000), None)
     assert (root / "isolab" / "ct-0004" / "memory.swap.max").read_text() == "0"
 
 
 def test_container_cgroup_v2_stats_read_v2_counters(root):
-    cg = CgroupV2("ct-0005", root)
+    cg = CgroupV2("ct-0005", root, device_filter=False)
     cg.create()
     d = root / "isolab" / "ct-0005"
     (d / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"

@@ -1,7 +1,8 @@
 """cgroup v1: one directory per controller hierarchy, e.g. /sys/fs/cgroup/memory/isolab/<id>.
 
 Controllers used: cpu (shares, CFS quota), cpuacct (usage), cpuset, memory (limit, memsw, OOM count),
-blkio (throttle.*), pids, devices (deny all but the minimal /dev), freezer (joined, for completeness).
+blkio (throttle.*), pids, devices (deny all but Docker's device list, cgroups.devices), freezer
+(joined, for completeness).
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from runtime.container.cgroups.base import (
     rmdir_retry,
     write,
 )
+from runtime.container.cgroups.devices import DEFAULT_RULES
 from runtime.errors import InstanceError
 from runtime.naming import CGROUP_PARENT
 from runtime.spec import InstanceSpec
 
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "devices", "freezer")
 
-# The minimal /dev of a container: null, zero, full, random, urandom, tty, ptmx and pts.
-ALLOWED_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
-                   "c 5:2 rwm", "c 136:* rwm")
 
 
 def v1_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
@@ -126,8 +125,8 @@ class CgroupV1(Cgroup):
         ignored.update(self._apply_io(spec, io_device))
         if "devices" in d:
             write(d["devices"] / "devices.deny", "a")
-            for rule in ALLOWED_DEVICES:
-                write(d["devices"] / "devices.allow", rule)
+            for rule in DEFAULT_RULES:
+                write(d["devices"] / "devices.allow", rule.v1_line())
         return ignored
 
     def _apply_io(self, spec: InstanceSpec, io_device: str | None) -> dict[str, object]:

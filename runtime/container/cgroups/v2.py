@@ -3,7 +3,8 @@
 The `isolab` parent enables the controllers for its children through cgroup.subtree_control.
 Mapping from the spec: shares -> cpu.weight, cpus -> cpu.max, memory -> memory.max, memory_swap
 (v1 'memory+swap' semantics) -> memory.swap.max = swap - memory, io limits -> io.max, pids.max.
-Device restrictions need a BPF program in v2 and are not applied (capabilities still forbid mknod).
+v2 has no devices controller: `apply` attaches a BPF_PROG_TYPE_CGROUP_DEVICE program allowing Docker's
+device list (cgroups.devices), as runc and crun do; it lives as long as the cgroup directory.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from runtime.container.cgroups.base import (
     rmdir_retry,
     write,
 )
+from runtime.container.cgroups.devices import attach_device_filter
+from runtime.errors import InstanceError
 from runtime.naming import CGROUP_PARENT
 from runtime.spec import InstanceSpec
 
@@ -37,9 +40,10 @@ def shares_to_weight(shares: int) -> int:
 class CgroupV2(Cgroup):
     version = 2
 
-    def __init__(self, name: str, root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(self, name: str, root: Path = Path("/sys/fs/cgroup"), device_filter: bool = True) -> None:
         self.name = name
         self.root = root
+        self.device_filter = device_filter  # False only for layout tests on a plain directory
         self.parent = root / CGROUP_PARENT
         self.dir = self.parent / name
 
@@ -78,7 +82,17 @@ class CgroupV2(Cgroup):
         if spec.pids_max is not None:
             write(d / "pids.max", str(spec.pids_max))
         ignored.update(self._apply_io(spec, io_device))
+        if self.device_filter:
+            self._restrict_devices()
         return ignored
+
+    def _restrict_devices(self) -> None:
+        """v2 has no devices controller: attach the BPF device filter (Docker's device list) instead."""
+        try:
+            attach_device_filter(self.dir)
+        except OSError as exc:
+            raise InstanceError(f"cgroup: attach the device filter (BPF_PROG_TYPE_CGROUP_DEVICE) to "
+                                f"{self.dir}: {exc.strerror}") from exc
 
     def _apply_io(self, spec: InstanceSpec, io_device: str | None) -> dict[str, object]:
         wanted = {"rbps": spec.io_read_bps, "wbps": spec.io_write_bps,
