@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bench import stats
 from bench.config import RunConfig
 from bench.results import CellOutcome, RunStore, SampleRecord, variant_of
 from runtime.errors import IsolabError, PlatformUnavailable
@@ -41,11 +42,8 @@ def noisiest(per_metric: dict[str, list[float]], only: tuple[str, ...] | None = 
     for key, values in per_metric.items():
         if only is not None and key.split("[", 1)[0] not in only:
             continue
-        if len(values) < 2:
-            continue
-        mean = statistics.fmean(values)
-        cv = statistics.stdev(values) / mean if mean else 0.0
-        if cv > worst_cv:
+        cv = stats.cv(values)
+        if cv > worst_cv:  # nan (mean 0) never extends
             worst, worst_cv = key, cv
     return worst, worst_cv
 

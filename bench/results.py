@@ -36,9 +36,13 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
+#: Metadata keys that say which unit a sample was measured on, not what was measured: not in the variant.
+UNIT_KEYS = frozenset({"instance"})
+
+
 def variant_of(metadata: dict[str, object]) -> str:
     """A stable label of what distinguishes samples of one metric, e.g. 'threads=1'."""
-    return ",".join(f"{k}={metadata[k]}" for k in sorted(metadata)) or "-"
+    return ",".join(f"{k}={metadata[k]}" for k in sorted(metadata) if k not in UNIT_KEYS) or "-"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Per repetition:
   measure the host's page-cache growth (shared base layer: ~1× the files; separate caches: ~N×);
 - density: start idle instances until their summed PSS passes `density_budget_mib` or `density_cap`.
 Platforms without resident processes (native) get disk and page-cache figures only; the samples say so.
+Per-instance samples carry `instance` (index in the repetition); the statistics reduce a repetition's
+instances to one value (they run side by side and share pages, so they are not independent).
 """
 
 from __future__ import annotations
@@ -92,15 +94,16 @@ def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) ->
         for _ in range(int(params["instances"])):  # type: ignore[call-overload]
             instances.append(platform.create(_spec(params)))
         time.sleep(float(params["settle_s"]))  # type: ignore[arg-type]
-        for instance in instances:
+        for index, instance in enumerate(instances):
             resident = resident and bool(instance.host_pids())
             if resident:
                 pss = _instance_pss(instance)
-                samples.append(Sample("idle_pss_mib", pss / MIB, "MiB", {"memory_limit_mib": params["memory_mib"]}))
+                samples.append(Sample("idle_pss_mib", pss / MIB, "MiB",
+                                      {"memory_limit_mib": params["memory_mib"], "instance": index}))
                 log.append(f"{instance.instance_id}: PSS {pss} bytes")
             disk = instance.disk_usage_bytes()
             if disk is not None:
-                samples.append(Sample("disk_per_instance_mib", disk / MIB, "MiB"))
+                samples.append(Sample("disk_per_instance_mib", disk / MIB, "MiB", {"instance": index}))
         samples += _page_cache(instances, log)
     finally:
         for instance in instances:

@@ -3,7 +3,8 @@
 Per repetition: `serial` instances one after another (each: create, first `true`, destroy), then
 `parallel` instances started at once (wall time until all answer). The platforms' own start phases
 (namespaces/mounts/cgroup for a container, define/QEMU/kernel/init/agent for a VM) are kept as
-samples so the cost is visible.
+samples so the cost is visible. Serial samples carry `instance` (its index in the repetition): the
+statistics reduce a repetition's instances to one value, because they share the host's state.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) ->
         begin = time.perf_counter()
         instance.destroy()
         teardown = time.perf_counter() - begin
-        samples.append(Sample("startup_ready_s", ready, "s", {"mode": "serial"}))
-        samples.append(Sample("teardown_s", teardown, "s", {"mode": "serial"}))
+        samples.append(Sample("startup_ready_s", ready, "s", {"mode": "serial", "instance": index}))
+        samples.append(Sample("teardown_s", teardown, "s", {"mode": "serial", "instance": index}))
         for phase, seconds in phases.items():
-            samples.append(Sample("startup_phase_s", seconds, "s", {"phase": phase}))
+            samples.append(Sample("startup_phase_s", seconds, "s", {"phase": phase, "instance": index}))
         log.append(f"serial {index}: ready {ready:.4f} s, teardown {teardown:.4f} s, phases {phases}")
 
     count = int(params["parallel"])  # type: ignore[call-overload]

@@ -1,5 +1,7 @@
 """The report from stored samples: medians table, banners, exports — no workload runs here."""
 
+import pandas as pd
+
 from bench.results import CellOutcome, RunStore, SampleRecord
 from reporting.html import build
 from reporting.summary import summary_frame
@@ -62,3 +64,29 @@ def test_network_modes_compare_with_native_host_network(tmp_path):
     summary = summary_frame(store.samples(), "native").set_index(["platform", "variant"])
     assert summary.loc[("container", "network=nat,streams=1"), "ratio_to_native"] == 0.5
     assert summary.loc[("container", "network=host,streams=1"), "ratio_to_native"] == 1.0
+
+
+def test_instances_of_a_repetition_are_one_unit(tmp_path):
+    """Two instances per repetition, three repetitions: n = 3 (75 % interval), not 6."""
+    from bench.results import variant_of
+
+    assert variant_of({"mode": "serial", "instance": 1}) == "mode=serial"
+    store = RunStore.create(tmp_path / "results", "r3")
+    for rep, values in enumerate(((1.0, 3.0), (2.0, 4.0), (5.0, 7.0)), start=1):
+        for index, value in enumerate(values):
+            store.add_sample(SampleRecord("r3", "p", "startup", "startup_ready_s", value, "s", rep,
+                                          {"mode": "serial", "instance": index}))
+    row = summary_frame(store.samples()).iloc[0]
+    assert (row["n"], row["n_instances"], row["n_samples"]) == (3, 6, 6)
+    assert row["median"] == 3.0  # medians per repetition: 2, 3, 6
+    assert (row["ci_low"], row["ci_high"], row["ci_level"]) == (2.0, 6.0, 0.75)
+    assert row["direction"] == "lower"
+
+
+def test_significance_column_says_when_n_is_too_small(tmp_path):
+    from reporting.summary import pairwise_mann_whitney
+
+    samples = make_run(tmp_path).samples()
+    versus = pairwise_mann_whitney(samples, [("container", "vm")])
+    row = versus.iloc[0]
+    assert pd.isna(row["mann_whitney_p"]) and row["test"].startswith("n too small for p < 0.05")
