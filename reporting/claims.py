@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench import stats
 from reporting import platforms as platform_infos
 from runtime.platform import KIND_CONTAINER, KIND_VM, PlatformInfo
 
@@ -67,12 +68,14 @@ def claims_frame(summary: pd.DataFrame, infos: dict[str, PlatformInfo]) -> pd.Da
             if row is not None and claim.expect_ratio is not None:
                 ratio, low, high = row["ratio_to_native"], row["ratio_ci_low"], row["ratio_ci_high"]
                 if not math.isnan(ratio):
-                    measured = (f"{info.name} ÷ {base} = {ratio:.3f} [95% CI {low:.3f}–{high:.3f}], "
+                    level = stats.format_level(float(row["ratio_ci_level"]))
+                    measured = (f"{info.name} ÷ {base} = {ratio:.3f} [{low:.3f}–{high:.3f}, {level} interval], "
                                 f"n = {int(row['n'])}")
                     verdict = "consistent" if low <= claim.expect_ratio <= high else "differs on this host"
             elif row is not None:
-                measured = (f"median {row['median']:.4g} {row['unit']} [95% CI {row['ci_low']:.4g}–"
-                            f"{row['ci_high']:.4g}], n = {int(row['n'])}; literature: {claim.anchor}")
+                measured = (f"median {row['median']:.4g} {row['unit']} [{row['ci_low']:.4g}–"
+                            f"{row['ci_high']:.4g}, {stats.format_level(float(row['ci_level']))} interval], "
+                            f"n = {int(row['n'])}; literature: {claim.anchor}")
                 verdict = "for comparison"
             if row is not None and info is not None and info.emulated:
                 verdict += f" — {info.name} emulated ({info.mechanism}), not comparable to KVM figures"

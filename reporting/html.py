@@ -1,11 +1,11 @@
 """Build `reports/<run-id>.html`: one self-contained file (inline CSS and images) that works offline.
 
 Sections: banners (emulated platforms, weaker confinement, failed/skipped cells), what ran,
-per-scenario tables styled with pandas Styler (median with 95% CI, n, CV, ratio to the baseline
-with CI), plots with CI whiskers, significance between platforms of different kinds, and the
-environment. Which platforms ran, their order, colours and baseline come from reporting.platforms.
-The summary also goes out as CSV and LaTeX next to the HTML. The report reads stored results only;
-it never parses tool output.
+per-scenario tables styled with pandas Styler (median with its interval at its real level, n, CV,
+ratio to the baseline with its interval), plots with interval whiskers, significance between
+platforms of different kinds, and the environment. Which platforms ran, their order, colours and
+baseline come from reporting.platforms. The summary also goes out as CSV and LaTeX next to the HTML.
+The report reads stored results only; it never parses tool output.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import stats
 from bench.results import RunStore
 from reporting import platforms, plots
 from reporting.claims import claims_frame
@@ -126,18 +127,20 @@ def _scenario_table(summary: pd.DataFrame, infos: dict[str, PlatformInfo]) -> st
         for platform in names:
             match = group[group.platform == platform]
             if match.empty:
-                row[f"{platform} median [95% CI]"] = "–"
+                row[f"{platform} median [interval]"] = "–"
                 row[f"{platform} n / CV"] = "–"
                 continue
             r = match.iloc[0].to_dict()
             median, low, high = _fmt(r["median"]), _fmt(r["ci_low"]), _fmt(r["ci_high"])
-            row[f"{platform} median [95% CI]"] = f"{median} [{low}–{high}]"
+            level = stats.format_level(float(r["ci_level"]))
+            row[f"{platform} median [interval]"] = f"{median} [{low}–{high}] ({level})"
             row[f"{platform} n / CV"] = f"{int(r['n'])} / {_fmt(100 * r['cv'], 2)}%"
             if base is None or platform == base:
                 continue
             row[f"{platform} ÷ {base}"] = r["ratio_to_native"]
             if not math.isnan(r["ratio_ci_low"]):
-                row[f"{platform} ÷ {base} CI"] = f"{r['ratio_ci_low']:.3f}–{r['ratio_ci_high']:.3f}"
+                row[f"{platform} ÷ {base} interval"] = (f"{r['ratio_ci_low']:.3f}–{r['ratio_ci_high']:.3f} "
+                                                       f"({stats.format_level(float(r['ratio_ci_level']))})")
         rows.append(row)
     frame = pd.DataFrame(rows)
     ratio_suffix = f"÷ {base}"
@@ -201,9 +204,11 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
         parts.append("<p>No samples were measured in this run.</p>")
     else:
         base_name = html.escape(base or "a baseline")
-        parts.append(f"<p class=\"meta\">Each cell: median of the repetitions with its 95% bootstrap confidence "
-                     f"interval, n repetitions and coefficient of variation; ratio to {base_name} is the ratio of "
-                     f"medians with a bootstrap CI (higher-is-better metrics: &lt;1 means slower than {base_name}; "
+        parts.append(f"<p class=\"meta\">Each cell: median of the repetitions with an interval of the median at "
+                     f"its real confidence level (distribution-free order-statistic interval: n = 3 gives 75 %, "
+                     f"n = 6 96.875 %), n repetitions and coefficient of variation; ratio to {base_name} is the "
+                     f"ratio of medians with an interval at its real level (higher-is-better metrics: &lt;1 means "
+                     f"slower than {base_name}; "
                      f"for times and latencies &gt;1 means slower). The baseline has only the host's network "
                      f"stack, so every network mode is compared with its host network.</p>")
         claims = claims_frame(summary, infos)
@@ -220,7 +225,7 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
             parts.append(versus.style.hide(axis="index").format(precision=4).to_html())
         summary.to_csv(out_dir / f"{store.run_id}.csv", index=False)
         (out_dir / f"{store.run_id}.tex").write_text(
-            summary.drop(columns=["ci_low", "ci_high", "ratio_ci_low", "ratio_ci_high"], errors="ignore")
+            summary.drop(columns=["ci_method", "ratio_ci_method", "ratio_note", "ratio_to_native"], errors="ignore")
             .style.hide(axis="index").format(precision=4).to_latex(hrules=True))
     parts.append("<h2>environment</h2>" + _env_section(env))
     document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {store.run_id}"

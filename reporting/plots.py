@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench import stats
 from reporting import platforms as platform_infos
 from runtime.platform import PlatformInfo
 
@@ -23,7 +24,7 @@ def _svg(fig: plt.Figure) -> str:
 
 
 def medians_with_ci(group: pd.DataFrame, metric: str, unit: str, infos: dict[str, PlatformInfo]) -> str:
-    """Grouped bars: one group per variant, one bar per platform (its own colour), whiskers = 95% CI."""
+    """Grouped bars: one group per variant, one bar per platform (its own colour), whiskers: interval of the median."""
     variants = sorted(set(group.variant))
     platforms = platform_infos.ordered(infos, group.platform)
     width = 0.8 / max(len(platforms), 1)
@@ -47,7 +48,8 @@ def medians_with_ci(group: pd.DataFrame, metric: str, unit: str, infos: dict[str
     ax.set_xticks(range(len(variants)), labels, fontsize=7, rotation=0 if len(variants) <= 3 else 35,
                   ha="center" if len(variants) <= 3 else "right")
     ax.set_ylabel(unit)
-    ax.set_title(f"{metric} — median, 95% CI", fontsize=9)
+    levels = sorted({stats.format_level(float(v)) for v in group.get("ci_level", [])})
+    ax.set_title(f"{metric} — median, interval of the median ({', '.join(levels) or 'no'} level)", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
