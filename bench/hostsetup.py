@@ -42,6 +42,8 @@ PACKAGES: dict[str, str] = {
     "hyperfine": "/usr/bin/hyperfine",
     "libxml2-utils": "/usr/bin/xmllint",
     "xz-utils": "/usr/bin/xz",
+    # libseccomp's own Python bindings (for the system Python 3.11, which the virtualenv runs)
+    "python3-seccomp": "/usr/lib/python3/dist-packages/seccomp.cpython-311-x86_64-linux-gnu.so",
 }
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")

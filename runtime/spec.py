@@ -16,6 +16,9 @@ from runtime.errors import SpecError
 # bridge with an address; nat: own stack on a private bridge, reachable only through a port-forward
 # (DNAT) on the suite bridge's host address, as Docker publishes ports.
 NETWORK_MODES = ("none", "host", "bridge", "nat")
+# default: the platform's default syscall filter (the container: Docker's default seccomp profile);
+# unconfined: none (like `docker run --security-opt seccomp=unconfined`).
+SECCOMP_PROFILES = ("default", "unconfined")
 VOLUME_DIR = "/mnt"  # where InstanceSpec(volume=True) mounts the instance's data volume
 
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -89,10 +92,13 @@ class InstanceSpec:
     # A data volume at VOLUME_DIR that bypasses the instance's copy-on-write root: a bind-mounted host
     # directory (container), a raw disk image (vm), a host directory (native).
     volume: bool = False
+    seccomp: str = "default"  # one of SECCOMP_PROFILES (platforms without a syscall filter ignore it)
 
     def __post_init__(self) -> None:
         if self.network not in NETWORK_MODES:
             raise SpecError(f"unknown network mode {self.network!r}: choose one of {', '.join(NETWORK_MODES)}")
+        if self.seccomp not in SECCOMP_PROFILES:
+            raise SpecError(f"unknown seccomp profile {self.seccomp!r}: choose one of {', '.join(SECCOMP_PROFILES)}")
         if self.cpus is not None and self.cpus <= 0:
             raise SpecError(f"invalid cpus {self.cpus!r}: must be greater than zero")
         for name in ("memory", "memory_swap", "io_read_bps", "io_write_bps", "io_read_iops",
@@ -107,7 +113,7 @@ class InstanceSpec:
 
     def limits(self) -> dict[str, object]:
         """The limits that are set, by name (for 'limits ignored' reports and metadata)."""
-        skip = {"network", "hostname", "env", "volume"}
+        skip = {"network", "hostname", "env", "volume", "seccomp"}
         return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
 
     def to_dict(self) -> dict[str, object]:

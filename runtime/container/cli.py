@@ -17,7 +17,7 @@ from types import FrameType
 
 from runtime.errors import IsolabError
 from runtime.naming import STATE_ROOT
-from runtime.spec import InstanceSpec, parse_rate, parse_size
+from runtime.spec import SECCOMP_PROFILES, InstanceSpec, parse_rate, parse_size
 
 FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -46,6 +46,7 @@ def _spec(args: argparse.Namespace) -> InstanceSpec:
         pids_max=number(args.pids_max, "--pids-max"), network=args.net,
         bandwidth=None if args.bandwidth is None else parse_rate(args.bandwidth, "--bandwidth"),
         hostname=args.hostname, env=dict(e.split("=", 1) for e in args.env), volume=args.volume,
+        seccomp=args.seccomp,
     )
 
 
@@ -207,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--hostname", default="isolab")
     run.add_argument("--volume", action="store_true",
                      help="a data volume at /mnt: a host directory next to the writable layer, removed with it")
+    run.add_argument("--seccomp", default="default", choices=SECCOMP_PROFILES,
+                     help="default: Docker's default seccomp profile; unconfined: no syscall filter")
     run.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")
     run.add_argument("--rm", action="store_true",
                      help="remove the container and its layer on exit (the layer is then mounted 'volatile')")

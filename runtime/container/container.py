@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runtime.container import hardening, namespaces, rootfs
+from runtime.container import hardening, namespaces, rootfs, seccomp
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
@@ -106,6 +106,7 @@ class Container:
         self._cgroup_made = False
         self._owned = True  # False for a handle loaded from another process's state
         self._static_state: dict[str, Any] | None = None
+        self._bpf: bytes | None = None
 
     # ---- create ---------------------------------------------------------------------------------
     def create(self) -> Container:
@@ -132,6 +133,14 @@ class Container:
             raise
         return self
 
+    def seccomp_program(self) -> seccomp.Program | None:
+        """The compiled filter of spec.seccomp (built once per process; None when unconfined)."""
+        return seccomp.program(self.spec.seccomp, hardening.DEFAULT_CAP_NAMES)
+
+    def seccomp_description(self) -> str:
+        """Which filter runs in the container (for every sample's metadata)."""
+        return seccomp.describe(self.spec.seccomp, hardening.DEFAULT_CAP_NAMES)
+
     def _io_device(self) -> str | None:
         wants_io = any(getattr(self.spec, k) is not None
                        for k in ("io_read_bps", "io_write_bps", "io_read_iops", "io_write_iops"))
@@ -144,6 +153,7 @@ class Container:
             self.create()
         pipes: dict[str, int] = {}
         try:
+            self._bpf = None if (program := self.seccomp_program()) is None else program.bpf
             pipes["ready_r"], pipes["ready_w"] = os.pipe()
             pipes["go_r"], pipes["go_w"] = os.pipe()
             if self.network.needs_wiring:
@@ -271,8 +281,8 @@ class Container:
                 os.close(memory_anchor)
             if self.use_init:
                 pid1.set_oom_score_adj(-999)  # best effort: needs CAP_SYS_RESOURCE
-            step = "drop capabilities"
-            hardening.harden_process()
+            step = "drop capabilities, load the seccomp filter"
+            hardening.harden_process(self._bpf)
             os.write(ready_w, b"T" + json.dumps(marks).encode() + b"\n")
             if self.use_init:
                 start = (pid1.fork_workload(lambda: self._exec_workload(ready_w), memory_fd)
@@ -366,13 +376,14 @@ class Container:
             kwargs.setdefault("errors", "replace")
         procs_files = [str(p) for p in self.cgroup.procs_files()]
         ns = dict(self._ns)
+        bpf = None if (program := self.seccomp_program()) is None else program.bpf
 
         def enter() -> None:
             for path in procs_files:
                 with open(path, "w") as f:
                     f.write("0")
             namespaces.join_namespaces(ns)
-            hardening.harden_process()
+            hardening.harden_process(bpf)
 
         with namespaces.children_in_pidns(ns["pid"]):
             return subprocess.Popen(list(argv), env=environment, preexec_fn=enter, **kwargs)

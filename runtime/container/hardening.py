@@ -1,5 +1,6 @@
-"""Hardening like a real runtime: Docker's default capability set, no_new_privs, masked /proc paths,
-read-only /proc/sys and friends.
+"""Hardening like a real runtime: Docker's default capability set, no_new_privs, a seccomp filter
+(Docker's default profile, compiled by runtime.container.seccomp), masked /proc paths, read-only
+/proc/sys and friends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ DEFAULT_CAPS = {
     "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31,
 }
 DEFAULT_CAP_MASK = sum(1 << n for n in DEFAULT_CAPS.values())
+DEFAULT_CAP_NAMES = frozenset(DEFAULT_CAPS)
 
 MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -63,7 +65,9 @@ def no_new_privs() -> None:
     sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def harden_process() -> None:
-    """The last steps before exec: capabilities, then no_new_privs."""
+def harden_process(seccomp_bpf: bytes | None = None) -> None:
+    """The last steps before exec: capabilities, no_new_privs, then the seccomp filter (if any)."""
     drop_capabilities()
     no_new_privs()
+    if seccomp_bpf is not None:
+        sc.seccomp_set_filter(seccomp_bpf)

@@ -12,9 +12,11 @@ import platform as host_platform
 from collections.abc import Sequence
 from pathlib import Path
 
+from runtime.container import seccomp
 from runtime.container.cgroups import cgroup_version
 from runtime.container.cleanup import cleanup
 from runtime.container.container import Container
+from runtime.container.hardening import DEFAULT_CAP_NAMES
 from runtime.container.layers import BASE, LayerStore
 from runtime.errors import InstanceError, IsolabError, PlatformUnavailable
 from runtime.image.store import Image
@@ -59,7 +61,8 @@ class ContainerInstance(Instance):
         return self.container.disk_usage_bytes()
 
     def metadata(self) -> dict[str, object]:
-        meta: dict[str, object] = {"cgroup_version": cgroup_version(), "image": self.container.image_name}
+        meta: dict[str, object] = {"cgroup_version": cgroup_version(), "image": self.container.image_name,
+                                   "seccomp": self.container.seccomp_description()}
         if self.container.ignored:
             meta["limits_ignored"] = sorted(self.container.ignored)
         return meta
@@ -115,7 +118,8 @@ class ContainerPlatform(Platform):
     def environment(self) -> dict[str, object]:
         return {"runtime": "isolab container runtime (in-process fork, overlayfs, pivot_root)",
                 "cgroup_version": cgroup_version(), "kernel": host_platform.release(),
-                "namespaces": "pid mnt uts ipc net", "image": self.image_name}
+                "namespaces": "pid mnt uts ipc net", "image": self.image_name,
+                "seccomp": seccomp.describe("default", DEFAULT_CAP_NAMES)}
 
     def cleanup_leftovers(self) -> list[str]:
         return cleanup()

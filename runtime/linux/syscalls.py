@@ -143,3 +143,21 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     if _libc.capset(ctypes.byref(header), data) != 0:
         raise _fail("capset")
+
+
+# --- seccomp: load a BPF program that libseccomp compiled (its bindings have no call for a raw program) ---
+
+_SYS_SECCOMP = 317  # x86_64
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(bpf: bytes) -> None:
+    """Install `bpf` (struct sock_filter[]) on the calling thread; needs no_new_privs or CAP_SYS_ADMIN."""
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if _libc.syscall(_SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(prog)) != 0:
+        raise _fail("seccomp(SECCOMP_SET_MODE_FILTER)")
