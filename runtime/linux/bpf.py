@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import struct
 from dataclasses import dataclass, field
@@ -138,19 +139,29 @@ def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
 
 
 def prog_load(prog_type: int, code: bytes, license: str = "GPL", name: str = "") -> int:
-    """BPF_PROG_LOAD -> program fd (close-on-exec). On a verifier rejection the error carries its log."""
+    """BPF_PROG_LOAD -> program fd (close-on-exec). A rejected program is loaded once more with the
+    verifier's log on, and the error carries that log."""
     insns = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(license.encode())
-    log = ctypes.create_string_buffer(65536)
-    attr = ctypes.create_string_buffer(128)  # union bpf_attr, the BPF_PROG_LOAD member (zero-padded)
-    struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(code) // 8, ctypes.addressof(insns),
-                     ctypes.addressof(lic), 1, len(log), ctypes.addressof(log))
-    attr[48:48 + len(name[:15])] = name[:15].encode()  # prog_name[16]
-    try:
+
+    def load(log: ctypes.Array[ctypes.c_char] | None) -> int:
+        attr = ctypes.create_string_buffer(128)  # union bpf_attr, the BPF_PROG_LOAD member (zero-padded)
+        struct.pack_into("<IIQQIIQ", attr, 0, prog_type, len(code) // 8, ctypes.addressof(insns),
+                         ctypes.addressof(lic), 1 if log else 0, len(log) if log else 0,
+                         ctypes.addressof(log) if log else 0)
+        attr[48:48 + len(name[:15])] = name[:15].encode()  # prog_name[16]
         return _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
+
+    try:
+        return load(None)  # the verifier's log costs time: only asked for to explain a rejection
     except OSError as exc:
-        verifier = log.value.decode(errors="replace").strip()
-        if verifier:
+        if exc.errno not in (errno.EINVAL, errno.EACCES):
+            raise
+        log = ctypes.create_string_buffer(65536)
+        try:
+            os.close(load(log))
+        except OSError:
+            verifier = log.value.decode(errors="replace").strip()
             raise OSError(exc.errno, f"{exc.strerror}; verifier log: {verifier[-800:]}") from exc
         raise
 

@@ -15,6 +15,7 @@ bpf_cgroup_dev_ctx`, one block per rule that returns 1 (allow) on a match, and r
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,17 +85,30 @@ def filter_program(rules: tuple[DeviceRule, ...] = DEFAULT_RULES) -> bpf.Program
     return p
 
 
+_loaded: dict[tuple[DeviceRule, ...], tuple[int, int]] = {}  # rules -> (pid that loaded it, program fd)
+_loading = threading.Lock()
+
+
+def _program_fd(rules: tuple[DeviceRule, ...]) -> int:
+    """The filter for `rules`, loaded once per process and kept (one fd, close-on-exec): loading runs the
+    verifier and the JIT (~0.2-0.6 ms here), attaching a loaded program ~15 us. A forked child loads its own
+    (it may have closed the inherited fd)."""
+    with _loading:
+        pid, fd = _loaded.get(rules, (0, -1))
+        if pid != os.getpid():
+            code = filter_program(rules).assemble()
+            fd = bpf.prog_load(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, code, license="GPL", name="isolab_devices")
+            _loaded[rules] = (os.getpid(), fd)
+        return fd
+
+
 def attach_device_filter(cgroup_dir: Path, rules: tuple[DeviceRule, ...] = DEFAULT_RULES) -> None:
-    """Load the filter and attach it to a cgroup v2 directory. It stays attached for the cgroup's life
-    (the kernel holds it; rmdir releases it), so no fd is kept. BPF_F_ALLOW_MULTI: a filter of a parent
-    cgroup (systemd's, say) keeps applying too; a device must pass all of them."""
-    code = filter_program(rules).assemble()
-    prog_fd = bpf.prog_load(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, code, license="GPL", name="isolab_devices")
+    """Attach the filter to a cgroup v2 directory. It stays attached for the cgroup's life (the kernel
+    holds it; rmdir releases it). BPF_F_ALLOW_MULTI: a filter of a parent cgroup (systemd's, say) keeps
+    applying too; a device must pass all of them."""
+    prog_fd = _program_fd(rules)
+    dir_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        dir_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            bpf.prog_attach(dir_fd, prog_fd, bpf.BPF_CGROUP_DEVICE, bpf.BPF_F_ALLOW_MULTI)
-        finally:
-            os.close(dir_fd)
+        bpf.prog_attach(dir_fd, prog_fd, bpf.BPF_CGROUP_DEVICE, bpf.BPF_F_ALLOW_MULTI)
     finally:
-        os.close(prog_fd)
+        os.close(dir_fd)
