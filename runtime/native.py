@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Sequence
@@ -120,8 +121,12 @@ class NativeInstance(Instance):
         return self.spec.limits()
 
     def disk_usage_bytes(self) -> int:
-        """Bytes of files in the instance's /tmp (the data volume is not counted)."""
-        return sum(p.stat().st_size for p in self.scratch.rglob("*") if p.is_file()) if self.scratch.exists() else 0
+        """Bytes of regular files in the instance's /tmp (the data volume is not counted). lstat: a
+        workload's symlink to a host file must not count that file (nor make the harness stat it)."""
+        if not self.scratch.exists():
+            return 0
+        sizes = (p.lstat() for p in self.scratch.rglob("*"))
+        return sum(st.st_size for st in sizes if stat.S_ISREG(st.st_mode))
 
     def metadata(self) -> dict[str, object]:
         ignored = self.ignored_limits()

@@ -126,3 +126,10 @@ def test_special_files_are_refused(instance, local, tmp_path):
     for remote, kind in (("/tmp/fifo", "a FIFO"), ("/tmp/null", "a character device")):
         with pytest.raises(InstanceError, match=f"refused: it is {kind}"):
             instance.put_file(local, remote)
+
+
+def test_native_disk_usage_does_not_follow_symlinks(image, require_root, marker):
+    path, _ = marker
+    with NativePlatform(image).create(InstanceSpec()) as native:
+        _sh(native, f"echo data > /tmp/probe && ln -s {path} /tmp/link-to-host")
+        assert native.disk_usage_bytes() == 5  # the 5 bytes of "data\n", not the host file's size
