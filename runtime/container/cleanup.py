@@ -53,7 +53,11 @@ def _token_live(token: str, everything: bool) -> bool:
 def _cgroup_roots() -> list[Path]:
     if cgroup_version() == 2:
         return [CGROUP_ROOT / CGROUP_PARENT]
-    return sorted({root / CGROUP_PARENT for root in _hierarchies().values()})
+    roots = {root / CGROUP_PARENT for root in _hierarchies().values()}
+    unified = CGROUP_ROOT / "unified"  # hybrid layout: the device-filter test and benchmark use its cgroup2
+    if (unified / "cgroup.procs").exists():
+        roots.add(unified / CGROUP_PARENT)
+    return sorted(roots)
 
 
 def _remove_container(instance_id: str, data: dict[str, object]) -> list[str]:
