@@ -107,6 +107,7 @@ class Container:
         self._owned = True  # False for a handle loaded from another process's state
         self._static_state: dict[str, Any] | None = None
         self._bpf: bytes | None = None
+        self._init_fd: int | None = None
 
     # ---- create ---------------------------------------------------------------------------------
     def create(self) -> Container:
@@ -118,9 +119,12 @@ class Container:
                 raise ImageError(f"container: layer directory {layer} does not exist")
         _register_exit_hook()
         try:
-            self.state_dir.mkdir(parents=True)
+            # root-only: state.json may hold -e secrets, and a setuid file made inside the writable
+            # layer must not be reachable (let alone executable) for other host users
+            _private_dir(self.state_dir)
             self.root.mkdir()
-            self.upper.mkdir(parents=True)
+            _private_dir(self.layer_dir)
+            self.upper.mkdir()
             self.work.mkdir()
             if self.volume is not None:
                 self.volume.mkdir()
@@ -154,6 +158,7 @@ class Container:
         pipes: dict[str, int] = {}
         try:
             self._bpf = None if (program := self.seccomp_program()) is None else program.bpf
+            self._init_fd = pid1.memfd() if self.use_init else None
             pipes["ready_r"], pipes["ready_w"] = os.pipe()
             pipes["go_r"], pipes["go_w"] = os.pipe()
             if self.network.needs_wiring:
@@ -193,7 +198,7 @@ class Container:
         self._cgroup_made = True
         self.cgroup.create()
         self.ignored.update(self.cgroup.apply(self.spec, self._io_device()))
-        self.cgroup.join(self.pid, without_memory=self.use_init)  # keep the init out of the OOM killer
+        self.cgroup.join(self.pid)  # pid 1 too is in every cgroup (its oom_score_adj is -999)
         t1 = time.perf_counter()
         if "sync_r" in pipes and os.read(pipes["sync_r"], 1) == b"n":
             self.network.attach(self.pid)
@@ -247,10 +252,14 @@ class Container:
     # ---- inside the child (pid 1 of the new pid namespace) ----------------------------------------
     def _child(self, pipes: dict[str, int]) -> None:
         ready_w = pipes["ready_w"]
-        step = "close inherited fds"
+        step = "setsid"
         try:
             gc.disable()  # a collection here would touch (copy-on-write) the whole inherited heap
+            os.setsid()  # own session and process group, no controlling terminal
+            step = "close inherited fds"
             self._child_fds(pipes)
+            step = "join a fresh session keyring"
+            sc.join_session_keyring()
             step = "unshare(mnt|uts|ipc|net)"
             flags = namespaces.CHILD_FLAGS & (~sc.CLONE_NEWNET if self.network.mode == "host" else -1)
             sc.unshare(flags)
@@ -262,44 +271,32 @@ class Container:
             marks = {"namespaces": time.perf_counter()}
             if "sync_w" in pipes:
                 os.write(pipes["sync_w"], b"n")
-            memory_fd = memory_anchor = None
-            if self.use_init and self.argv and (memory_procs := self.cgroup.memory_procs_file()):
-                # The runtime creates the cgroup concurrently: hold the hierarchy here (it is out of
-                # reach after pivot_root) and open the procs file once the runtime says go.
-                step = f"open the cgroup hierarchy of {memory_procs}"
-                memory_anchor, memory_rel = _path_anchor(memory_procs)
             step = "prepare root"
             rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile, self.volume)
+            if self.quiet:
+                step = "stdio on the container's /dev/null"
+                _stdio_to_null()
             marks["mounts"] = time.perf_counter()
             step = "wait for the runtime (cgroup, network)"
             if os.read(pipes["go_r"], 1) != b"g":
                 raise InstanceError("the runtime did not finish the cgroup/network setup")
             marks["go"] = time.perf_counter()
-            if memory_anchor is not None:
-                step = f"open {memory_procs}"
-                memory_fd = os.open(memory_rel, os.O_WRONLY | os.O_CLOEXEC, dir_fd=memory_anchor)
-                os.close(memory_anchor)
             if self.use_init:
-                pid1.set_oom_score_adj(-999)  # best effort: needs CAP_SYS_RESOURCE
+                pid1.set_oom_score_adj(-999)  # best effort: needs CAP_SYS_RESOURCE; the workload resets it
             step = "drop capabilities, load the seccomp filter"
             hardening.harden_process(self._bpf)
             os.write(ready_w, b"T" + json.dumps(marks).encode() + b"\n")
             if self.use_init:
-                start = (pid1.fork_workload(lambda: self._exec_workload(ready_w), memory_fd)
-                         if self.argv else None)
-                pid1.run_init(start, ready_w)
+                step = "exec the container init"
+                assert self._init_fd is not None
+                pid1.exec_init(self._init_fd, ready_w, self.argv, self.env)
             self._exec_workload(ready_w)
         except BaseException as exc:  # report any failure to the parent, never return into its code
             _report(ready_w, f"{step}: {exc}")
             os._exit(127)
 
     def _child_fds(self, pipes: dict[str, int]) -> None:
-        keep = {pipes[k] for k in ("ready_w", "sync_w", "go_r") if k in pipes}
-        if self.quiet:
-            null = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            os.close(null)
+        keep = {pipes[k] for k in ("ready_w", "sync_w", "go_r") if k in pipes} | {self._init_fd}
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd > 2 and fd not in keep:
@@ -383,8 +380,10 @@ class Container:
                 with open(path, "w") as f:
                     f.write("0")
             namespaces.join_namespaces(ns)
+            sc.join_session_keyring()
             hardening.harden_process(bpf)
 
+        kwargs.setdefault("start_new_session", True)  # own session: no host terminal, no host group
         with namespaces.children_in_pidns(ns["pid"]):
             return subprocess.Popen(list(argv), env=environment, preexec_fn=enter, **kwargs)
 
@@ -437,7 +436,7 @@ class Container:
         data = {**self._static_state, "status": self.status, "pid": self.pid, "returncode": self.returncode,
                 **{f"net_{k}": v for k, v in self.network.state().items()}}
         tmp = f"{self.state_dir}/.{STATE_FILE}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, json.dumps(data).encode())
         finally:
@@ -499,13 +498,19 @@ def _register_exit_hook() -> None:
         atexit.register(remove_shared_parents)
 
 
-def _path_anchor(path: Path) -> tuple[int, str]:
-    """An O_PATH fd on the deepest existing ancestor of `path`, and `path` relative to it (for openat)."""
-    anchor = path.parent
-    while not anchor.is_dir() and anchor != anchor.parent:
-        anchor = anchor.parent
-    fd = os.open(anchor, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    return fd, str(path.relative_to(anchor))
+def _private_dir(path: Path) -> None:
+    """Make `path` (not its parents) mode 0700 whatever the umask; fails if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(0o700)
+    os.chmod(path, 0o700)
+
+
+def _stdio_to_null() -> None:
+    """Point stdin, stdout and stderr at /dev/null of the current root (the container's, after pivot)."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _report(fd: int, message: str) -> None:

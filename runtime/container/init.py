@@ -1,60 +1,83 @@
-"""The tiny pid 1: reaps zombies, forwards signals to the workload, exits with the workload's status.
+"""The container's pid 1: isolab-init, a small static C program (isolab-init.c beside this file) that
+reaps zombies, forwards signals, exits with the workload's status, pauses when there is no workload,
+and makes itself non-dumpable.
 
-It is the forked runtime process itself (no new interpreter is started). With no workload it just
-sleeps, reaping whatever `exec` leaves orphaned, until SIGTERM/SIGINT or SIGKILL.
+It is built on the host with `gcc -static` on first use (gcc and libc6-dev come from host setup) and
+cached under <cache>/init/<hash of source and flags>/. Each runtime process copies it once into a
+sealed memfd; the container's first process fexecve()s that fd after pivot_root, capability drop and
+seccomp, with the container's environment only. So pid 1 is no fork of the runtime's Python process
+(none of its memory, environment or fds survive the exec), and the file it runs is not a host file
+the container could reach (like runc's cloned binary).
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import hashlib
 import os
-import signal
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
 
-FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT}
-WATCHED = FORWARDED | {signal.SIGCHLD}
+from runtime.errors import PlatformUnavailable
+from runtime.naming import CACHE_ROOT
 
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell exit code (128+N for death by signal N)."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
+SOURCE = "isolab-init.c"
+CFLAGS = ("-static", "-Os", "-Wall", "-Wextra", "-Werror", "-s")
 
 
-def run_init(start_workload: Callable[[], int] | None, ready_fd: int) -> NoReturn:
-    """Be pid 1. `start_workload` forks the workload and returns its pid; ready_fd is closed once it runs."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
-    workload = start_workload() if start_workload is not None else None
-    os.close(ready_fd)
-    while True:
-        info = signal.sigwaitinfo(WATCHED)
-        if info.si_signo == signal.SIGCHLD:
-            status = _reap(workload)
-            if status is not None:
-                os._exit(exit_code(status))
-        elif workload is not None:
-            try:
-                os.kill(workload, info.si_signo)
-            except ProcessLookupError:
-                pass
-        elif info.si_signo in (signal.SIGTERM, signal.SIGINT):
-            os._exit(0)
+def source_bytes() -> bytes:
+    return resources.files("runtime.container").joinpath(SOURCE).read_bytes()
 
 
-def _reap(workload: int | None) -> int | None:
-    """Reap every exited child; return the workload's wait status if it was among them."""
-    found = None
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return found
-        if pid == 0:
-            return found
-        if pid == workload:
-            found = status
+def binary_path(cache: Path = CACHE_ROOT) -> Path:
+    digest = hashlib.sha256(source_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    return cache / "init" / digest / "isolab-init"
+
+
+def build(cache: Path = CACHE_ROOT) -> Path:
+    """The compiled init, built now if this source was never built on this host."""
+    path = binary_path(cache)
+    if path.is_file():
+        return path
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise PlatformUnavailable("container: no C compiler to build the container init "
+                                  "(install gcc and libc6-dev; `nox -s setup` does)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = path.parent / SOURCE
+    source.write_bytes(source_bytes())
+    tmp = path.with_name(f".isolab-init.{os.getpid()}")
+    proc = subprocess.run([compiler, *CFLAGS, "-o", str(tmp), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        last = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise PlatformUnavailable(f"container: building the init ({compiler} -static {source}) failed: {last} "
+                                  "(a static build needs libc6-dev)")
+    os.chmod(tmp, 0o500)
+    os.replace(tmp, path)  # atomic: concurrent builders produce the same file
+    return path
+
+
+@functools.cache
+def memfd() -> int:
+    """A sealed, close-on-exec memfd holding the init binary (made once per process)."""
+    data = build().read_bytes()
+    fd = os.memfd_create("isolab-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    return fd
+
+
+def exec_init(fd: int, ready_fd: int, argv: list[str] | None, env: dict[str, str]) -> None:
+    """In the container's first process: become isolab-init (does not return on success)."""
+    os.set_inheritable(ready_fd, True)
+    os.execve(fd, ["isolab-init", str(ready_fd), *(argv or [])], env)
 
 
 def set_oom_score_adj(value: int) -> bool:
@@ -65,31 +88,3 @@ def set_oom_score_adj(value: int) -> bool:
     except PermissionError:
         return False
     return True
-
-
-
-def unblock_signals() -> None:
-    """In the workload, before exec: the signal mask survives exec, so clear what init blocked."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
-
-def fork_workload(exec_workload: Callable[[], None], memory_procs_fd: int | None = None) -> Callable[[], int]:
-    """The workload: a child of the init that joins the memory cgroup (through an fd opened before
-    pivot_root; the init itself stays out of it so that the OOM killer never picks the init), resets
-    the OOM score and the signal mask the init changed, and execs."""
-    def start() -> int:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                if memory_procs_fd is not None:
-                    os.write(memory_procs_fd, b"0")
-                unblock_signals()
-                set_oom_score_adj(0)
-                exec_workload()
-            finally:
-                os._exit(127)
-        return pid
-    return start
-
-
-__all__: Sequence[str] = ("exit_code", "fork_workload", "run_init", "set_oom_score_adj", "unblock_signals")

@@ -123,7 +123,9 @@ class LayerStore:
         self.resolve(parent)
         partial = self.root / f".{name}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)  # committed layers keep the container's setuid files: root only
+        partial.mkdir()
         try:
             proc = subprocess.run(["cp", "-a", f"{upper}/.", str(partial / "fs")],
                                   capture_output=True, text=True)

@@ -161,3 +161,17 @@ def seccomp_set_filter(bpf: bytes) -> None:
     prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
     if _libc.syscall(_SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(prog)) != 0:
         raise _fail("seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
+# --- keyrings: a fresh anonymous session keyring (no keyctl in Python's standard library) ---
+
+_SYS_KEYCTL = 250  # x86_64
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring() -> int:
+    """Join a new anonymous session keyring (the caller's old one is no longer reachable); its serial."""
+    serial = _libc.syscall(_SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None)
+    if serial < 0:
+        raise _fail("keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+    return int(serial)

@@ -9,7 +9,16 @@ the default container is the filter's doing.
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
 import platform
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +189,200 @@ def test_workload_cannot_lift_its_own_limits(image, require_root):
         hog = box.exec(["sh", "-c", "head -c 314572800 /dev/zero | tail -c 314572800 >/dev/null && echo survived"],
                        timeout=60)
         assert "survived" not in hog.stdout, "a 300 MiB buffer fit in the 64 MiB container"
+
+
+# ---- 3. pid 1 ------------------------------------------------------------------------------------
+SECRET = "ISL_LOCKDOWN_SECRET"
+
+
+def test_pid1_has_a_clean_environment(image, require_root, monkeypatch):
+    monkeypatch.setenv(SECRET, "hunter2")
+    for argv in (None, ["sleep", "30"]):
+        with Container(InstanceSpec(env={"ISL_MINE": "yes"}), [image.rootfs], argv, quiet=True) as c:
+            c.start()
+            environ = Path(f"/proc/{c.pid}/environ").read_bytes().split(b"\0")
+            assert not any(e.startswith(SECRET.encode()) for e in environ), "host env leaked into pid 1"
+            assert b"ISL_MINE=yes" in environ  # the container's own environment is there
+            if argv is None:
+                inside = c.exec(["sh", "-c", "cat /proc/1/environ; env"])
+                assert SECRET not in inside.stdout
+
+
+def test_pid1_is_in_every_cgroup_of_the_container(box):
+    pid1 = sorted(Path(f"/proc/{box.pid}/cgroup").read_text().splitlines())
+    workload = sorted(box.exec(["cat", "/proc/self/cgroup"]).stdout.splitlines())
+    assert pid1 == workload
+    memory = [line for line in pid1 if "memory" in line.split(":")[1]] or pid1  # v2: the one line
+    assert all(f"isolab/{box.instance_id}" in line for line in memory), pid1
+
+
+def test_pid1_is_a_small_exec_init_not_the_runtime(box):
+    exe = os.readlink(f"/proc/{box.pid}/exe")
+    assert exe.startswith("/memfd:isolab-init"), exe
+    assert Path(f"/proc/{box.pid}/comm").read_text().strip() != "python3"
+
+
+PTRACE_PID1 = r"""
+$| = 1;
+my $r = syscall(101, 16, 1, 0, 0); print "ptrace_attach ", ($r == -1 ? $! + 0 : "ok"), "\n";
+my $buf = "\0" x 16;
+my $local = pack("P16 Q", $buf, 16);
+my $remote = pack("Q Q", 0x400000, 16);
+$r = syscall(310, 1, $local, 1, $remote, 1, 0); print "process_vm_readv ", ($r == -1 ? $! + 0 : "ok"), "\n";
+for my $f ("/proc/1/environ", "/proc/1/mem", "/proc/1/exe") {
+  print "open $f ", (open(my $h, "<", $f) ? "ok" : $! + 0), "\n";
+}
+print "fds ", join(",", map { s#.*/##r } glob("/proc/1/fd/*")), "\n";
+"""
+
+
+def test_workload_cannot_ptrace_or_read_pid1(box):
+    for profile in ("default", "unconfined"):  # non-dumpable init: holds without the seccomp filter too
+        spec = InstanceSpec(seccomp=profile)
+        with Container(spec, box.layers) as c:
+            c.start()
+            out = dict(line.rsplit(" ", 1) for line in c.exec(["perl", "-e", PTRACE_PID1]).stdout.splitlines())
+            assert out["ptrace_attach"] == str(errno.EPERM), out
+            assert out["process_vm_readv"] == str(errno.EPERM), out
+            for f in ("/proc/1/environ", "/proc/1/mem", "/proc/1/exe"):
+                assert out[f"open {f}"] == str(errno.EACCES), out
+
+
+def test_pid1_holds_no_host_fds(image, require_root):
+    for argv in (None, ["sleep", "30"]):
+        with Container(InstanceSpec(), [image.rootfs], argv, quiet=True) as c:
+            c.start()
+            fds = sorted(int(n) for n in os.listdir(f"/proc/{c.pid}/fd"))
+            assert fds == [0, 1, 2], fds
+            for fd in fds:  # stdio is the container's own /dev/null, nothing of the host's
+                st = os.stat(f"/proc/{c.pid}/fd/{fd}")
+                assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+                assert os.readlink(f"/proc/{c.pid}/fd/{fd}") == "/dev/null"
+
+
+# ---- 4. keyring ----------------------------------------------------------------------------------
+KEYRING = r"""
+$| = 1;
+my ($n, @a);
+($n, @a) = (250, 0, -3, 0); my $s = syscall($n, @a); print "session ", ($s == -1 ? "e" . ($! + 0) : $s), "\n";
+my $buf = "\0" x 4096;
+($n, @a) = (250, 11, -4, $buf, 4096); my $r = syscall($n, @a);
+print "read_user ", ($r == -1 ? "e" . ($! + 0) : "ok"), "\n";
+($n, @a) = (248, "user", "isl-lockdown-probe", "x", 1, -4); $r = syscall($n, @a);
+print "add_user ", ($r == -1 ? "e" . ($! + 0) : "ok"), "\n";
+"""
+
+
+def _host_session_keyring() -> int:
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return int(libc.syscall(250, 0, -3, 0))  # KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING
+
+
+def test_host_keyrings_out_of_reach(image, require_root):
+    with Container(InstanceSpec(), [image.rootfs]) as c:
+        c.start()
+        out = dict(line.split() for line in c.exec(["perl", "-e", KEYRING]).stdout.splitlines())
+    assert out == {"session": f"e{errno.EPERM}", "read_user": f"e{errno.EPERM}", "add_user": f"e{errno.EPERM}"}
+    assert "isl-lockdown-probe" not in Path("/proc/keys").read_text()
+    # without the filter the container still has a session keyring of its own, not the caller's
+    with Container(InstanceSpec(seccomp="unconfined"), [image.rootfs]) as c:
+        c.start()
+        session = c.exec(["perl", "-e", KEYRING.split("my $buf")[0]]).stdout.split()[1]
+    assert session.isdigit() and int(session) != _host_session_keyring()
+
+
+# ---- 5. own session, no host terminal ------------------------------------------------------------
+KILL_GROUP = "trap '' USR1; kill -USR1 0; kill -USR1 -1; true"  # own group, then every process it may
+
+
+def test_own_session_no_signal_to_callers_group(image, require_root):
+    got: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: got.append(signum))
+    try:
+        with Container(InstanceSpec(), [image.rootfs], ["sh", "-c", KILL_GROUP],
+                       quiet=True) as c:
+            c.start()
+            assert os.getsid(c.pid) == c.pid and os.getpgid(c.pid) == c.pid
+            assert c.wait(timeout=30) == 0
+        with Container(InstanceSpec(), [image.rootfs]) as box:
+            box.start()
+            assert os.getsid(box.pid) != os.getsid(0)
+            assert box.exec(["sh", "-c", KILL_GROUP]).ok
+        time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not got, "a container process signalled the caller's process group"
+
+
+# pushes a newline: a whole line, so FIONREAD on the (canonical mode) terminal counts it
+TIOCSTI = r"""$| = 1; my $c = "\n"; my $r = ioctl(STDOUT, 0x5412, $c);
+print STDERR "tiocsti ", (defined $r ? "ok" : $! + 0), "\n";"""
+
+
+def _make_ctty() -> None:
+    """preexec: the runtime's process gets the pty (its stdin) as controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _pending(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_no_keystrokes_into_the_callers_terminal(image, require_root):
+    """The runtime runs with a pty as its controlling terminal and hands it to the container as stdio:
+    TIOCSTI from inside must not push input into that terminal."""
+    master, slave = os.openpty()
+    try:
+        for argv in (["perl", "-e", TIOCSTI], ["--no-init", "perl", "-e", TIOCSTI]):
+            proc = subprocess.run([sys.executable, "-m", "runtime", "run", "--rm", *argv], stdin=slave,
+                                  stdout=slave, stderr=subprocess.PIPE, text=True, timeout=60,
+                                  start_new_session=True, preexec_fn=_make_ctty,
+                                  cwd=Path(__file__).resolve().parents[2])
+            assert "tiocsti " in proc.stderr, proc.stderr
+            assert "tiocsti ok" not in proc.stderr
+            assert _pending(slave) == 0, "TIOCSTI pushed input into the caller's terminal"
+        with Container(InstanceSpec(), [image.rootfs]) as box:
+            box.start()
+            result = box.exec(["perl", "-e", TIOCSTI], stdout=slave)
+            assert "tiocsti " in result.stderr and "tiocsti ok" not in result.stderr
+            assert _pending(slave) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+# ---- 6. host permissions -------------------------------------------------------------------------
+NOBODY = 65534
+
+
+def _as_nobody(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run argv as the host's `nobody`; an exec refused by the kernel counts as a failed run."""
+    try:
+        return subprocess.run(argv, user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True,
+                              text=True, timeout=30, cwd="/")
+    except PermissionError as exc:
+        return subprocess.CompletedProcess(argv, 126, "", f"exec: permission denied ({exc})")
+
+
+def test_layer_and_state_are_root_only(image, require_root):
+    spec = InstanceSpec(env={"ISL_TOKEN": "s3cret"})
+    with Container(spec, [image.rootfs]) as box:
+        box.start()
+        made = box.exec(["sh", "-c", "cp /bin/dash /root/isl-suid && chmod 4755 /root/isl-suid && "
+                                     "ls -l /root/isl-suid"])
+        assert made.ok and made.stdout.startswith("-rwsr-xr-x"), made
+        suid = box.upper / "root" / "isl-suid"
+        assert suid.stat().st_mode & stat.S_ISUID  # the attack's ingredient exists on the host
+        for directory in (box.layer_dir, box.state_dir):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        state = box.state_dir / "state.json"
+        assert stat.S_IMODE(state.stat().st_mode) == 0o600
+        assert "s3cret" in state.read_text()  # (so it must stay unreadable to others)
+        run = _as_nobody([str(suid), "-c", "id -u"])
+        assert run.returncode != 0 and "0" not in run.stdout.split(), run
+        for probe in (["ls", str(box.layer_dir)], ["cat", str(state)], ["ls", f"/proc/{box.pid}/root/"]):
+            denied = _as_nobody(probe)
+            assert denied.returncode != 0 and "denied" in denied.stderr, (probe, denied)
