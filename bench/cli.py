@@ -80,11 +80,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.dataset import find
     from bench.results import RunStore
     from reporting.html import build
 
-    store = RunStore.open(args.run_id) if args.run_id else RunStore.latest()
-    _say(f"report: {build(store).resolve()}")
+    path = find(args.run_id) if args.run_id else RunStore.latest().path
+    _say(f"report: {build(path).resolve()}")
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from runtime.errors import IsolabError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # of the whole directory (run.json "schema") and of each sample line; see results/README.md
 SAMPLE_FIELDS = ("schema", "run_id", "platform", "scenario", "metric", "variant", "value", "unit",
                  "repetition", "metadata", "timestamp")
 

@@ -13,7 +13,7 @@ import pytest
 from bench import envinfo
 from bench.config import RunConfig
 from bench.harness import Harness, Say
-from bench.results import RunStore, write_json_atomic
+from bench.results import SCHEMA_VERSION, RunStore, write_json_atomic
 from runtime.errors import IsolabError
 from runtime.image.store import Image
 
@@ -36,11 +36,12 @@ def execute(config: RunConfig, image: Image, say: Say, *, resume: RunStore | Non
             command_line: list[str] | None = None) -> RunResult:
     store = resume or RunStore.create()
     skip = resume.finished_cells() if resume else set()
-    info = {"run_id": store.run_id, "config": config.to_dict(), "command_line": command_line or sys.argv,
+    info = {"schema": SCHEMA_VERSION, "run_id": store.run_id, "config": config.to_dict(),
+            "command_line": command_line or sys.argv,
             "image": image.digest, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "status": "running"}
     if resume:
-        info = {**store.run_info(), "status": "running",
+        info = {**store.run_info(), "schema": SCHEMA_VERSION, "status": "running",
                 "resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     store.write_run_info(info)
     harness = Harness(config, store, image, say, skip_cells=skip)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import stats
+from bench.dataset import Dataset, load
 from bench.results import RunStore
 from reporting import platforms, plots
 from reporting.claims import claims_frame
@@ -73,8 +74,16 @@ def _platforms_line(infos: dict[str, PlatformInfo]) -> str:
     return f'<p class="meta">Platforms as they ran here: {"; ".join(labels)}.</p>' if labels else ""
 
 
-def _outcome_banners(store: RunStore) -> str:
-    outcomes = {(o.platform, o.scenario): o for o in store.outcomes()}
+def _problems_banner(problems: list[str]) -> str:
+    """What could not be read from the results directory (bench.dataset), so the reader knows what is missing."""
+    if not problems:
+        return ""
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    return f'<div class="banner failed" id="missing">Missing or unreadable results<ul>{items}</ul></div>'
+
+
+def _outcome_banners(dataset: Dataset) -> str:
+    outcomes = {(o.outcome.platform, o.outcome.scenario): o.outcome for o in dataset.outcomes}
     parts = []
     failed = [o for o in outcomes.values() if o.status == "failed"]
     skipped = [o for o in outcomes.values() if o.status == "skipped"]
@@ -182,24 +191,26 @@ def _repetitions_text(config: dict[str, object]) -> str:
     return f"{reps} to {cap} repetitions per cell (extended while CV &gt; {target:.0f}%)"
 
 
-def build(store: RunStore, out_dir: Path | None = None) -> Path:
+def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Path:
+    """The report of a run or merged dataset; what cannot be read is listed in the report, not raised."""
     out_dir = out_dir or reports_root()
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = store.env()
-    info = store.run_info()
-    samples = store.samples()
-    config = info.get("config", {})
-    infos = platforms.platform_infos(env, [*config.get("platforms", []), *sorted({s.platform for s in samples})])
+    data = source if isinstance(source, Dataset) else load(source.path if isinstance(source, RunStore) else source)
+    env, info, samples = data.env, data.info, data.samples
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    infos = platforms.platform_infos(data.platforms_env,
+                                     [*config.get("platforms", []), *sorted({s.platform for s in samples})])
     base = platforms.baseline(infos)
-    summary = summary_frame(samples, base) if samples else pd.DataFrame()
-    parts = [f"<h1>isolab report — run {html.escape(store.run_id)}</h1>",
+    summary = summary_frame(samples, base, data.hosts) if samples else pd.DataFrame()
+    parts = [f"<h1>isolab report — run {html.escape(data.name)}</h1>",
              f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
              f'{_repetitions_text(config)}, '
              f'platforms {", ".join(config.get("platforms", []))}, '
              f'scenarios {", ".join(config.get("scenarios", []))}; run status: '
              f'{html.escape(str(info.get("status")))}; started {info.get("started_at")}, '
              f'finished {info.get("finished_at", "–")}</p>',
-             _platforms_line(infos), platform_banners(env, infos), _outcome_banners(store)]
+             _problems_banner(data.problems), _platforms_line(infos), platform_banners(env, infos),
+             _outcome_banners(data)]
     if summary.empty:
         parts.append("<p>No samples were measured in this run.</p>")
     else:
@@ -219,18 +230,18 @@ def build(store: RunStore, out_dir: Path | None = None) -> Path:
             parts.append(_scenario_table(group, infos))
             for (metric, unit), metric_group in group.groupby(["metric", "unit"], sort=True):
                 parts.append(f'<div class="plot">{plots.medians_with_ci(metric_group, metric, unit, infos)}</div>')
-        versus = pairwise_mann_whitney(samples, platforms.contrasting_pairs(infos))
+        versus = pairwise_mann_whitney(samples, platforms.contrasting_pairs(infos), data.hosts)
         if not versus.empty:
             parts.append("<h2>platforms of different kinds, pairwise (Mann-Whitney U, two-sided)</h2>")
             parts.append(versus.style.hide(axis="index").format(precision=4).to_html())
-        summary.to_csv(out_dir / f"{store.run_id}.csv", index=False)
-        (out_dir / f"{store.run_id}.tex").write_text(
+        summary.to_csv(out_dir / f"{data.name}.csv", index=False)
+        (out_dir / f"{data.name}.tex").write_text(
             summary.drop(columns=["ci_method", "ratio_ci_method", "ratio_note", "ratio_to_native"], errors="ignore")
             .style.hide(axis="index").format(precision=4).to_latex(hrules=True))
     parts.append("<h2>environment</h2>" + _env_section(env))
-    document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {store.run_id}"
+    document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {data.name}"
                 f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
-    target = out_dir / f"{store.run_id}.html"
+    target = out_dir / f"{data.name}.html"
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(document, encoding="utf-8")
     tmp.replace(target)
