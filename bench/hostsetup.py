@@ -26,6 +26,7 @@ PACKAGES: dict[str, str] = {
     "libvirt-dev": "/usr/include/libvirt/libvirt.h",
     "pkg-config": "/usr/bin/pkg-config",
     "gcc": "/usr/bin/gcc",
+    "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a",  # static libc: the container init (isolab-init.c)
     "python3-dev": "/usr/include/python3.11/Python.h",
     "debootstrap": "/usr/sbin/debootstrap",
     "e2fsprogs": "/sbin/mkfs.ext4",

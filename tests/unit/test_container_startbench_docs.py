@@ -25,3 +25,12 @@ def test_container_startbench_summary_statistics():
     assert stats["n"] == 100
     assert abs(stats["median_ms"] - 50.5) < 1e-9
     assert 99.0 <= stats["p99_ms"] <= 100.0
+
+
+def test_container_startbench_seccomp_verdict():
+    results = {"ours": summarize([0.0105, 0.0106, 0.0107]), "ours-unconfined": summarize([0.010, 0.010, 0.010])}
+    rounds = [{"ours": 10.6, "ours-unconfined": 10.0}, {"ours": 10.5, "ours-unconfined": 10.1}]
+    text = render(results, {"exec": 1.0}, {}, "cmd", 3, ("1", "2"), rounds)
+    assert "seccomp on within 10 % of off" in text and "**met**" in text and "+6.0 %" in text
+    slow = {"ours": summarize([0.012] * 3), "ours-unconfined": summarize([0.010] * 3)}
+    assert "**NOT met**" in render(slow, {"exec": 1.0}, {}, "cmd", 3)
