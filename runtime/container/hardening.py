@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 
 from runtime.linux import syscalls as sc
@@ -18,9 +19,12 @@ DEFAULT_CAPS = {
 DEFAULT_CAP_MASK = sum(1 << n for n in DEFAULT_CAPS.values())
 DEFAULT_CAP_NAMES = frozenset(DEFAULT_CAPS)
 
-MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware", "/sys/devices/virtual/powercap")
+# Docker's masked paths (moby daemon/pkg/oci/defaults.go, docker-v29.7.2): /proc/interrupts and the CPUs'
+# thermal_throttle directories since advisory GHSA-6fw5-f8r9-fgfm.
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+                *sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle")))
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 

@@ -386,3 +386,8 @@ def test_layer_and_state_are_root_only(image, require_root):
         for probe in (["ls", str(box.layer_dir)], ["cat", str(state)], ["ls", f"/proc/{box.pid}/root/"]):
             denied = _as_nobody(probe)
             assert denied.returncode != 0 and "denied" in denied.stderr, (probe, denied)
+
+
+def test_docker_masked_paths_include_interrupts(box):
+    result = box.exec(["cat", "/proc/interrupts"])
+    assert result.ok and result.stdout == "", "/proc/interrupts is masked by Docker since GHSA-6fw5-f8r9-fgfm"
