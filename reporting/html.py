@@ -222,7 +222,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
                      f"slower than {base_name}; "
                      f"for times and latencies &gt;1 means slower). The baseline has only the host's network "
                      f"stack, so every network mode is compared with its host network.</p>")
-        claims = claims_frame(summary, infos)
+        claims = claims_frame(summary, infos, samples, data.hosts)
         parts.append("<h2>claims: the literature next to this host</h2>")
         parts.append(claims.style.hide(axis="index").to_html())
         for scenario, group in summary.groupby("scenario", sort=True):

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from bench import stats
-from bench.results import SampleRecord
+from bench.results import SampleRecord, variant_of
 
 KEYS = ["scenario", "metric", "variant", "unit"]
 INSTANCE_KEY = "instance"  # sample metadata: the instance's index within its repetition
@@ -71,7 +71,8 @@ def samples_frame(samples: list[SampleRecord], hosts: Mapping[str, str] | None =
     for s in samples:
         instance = s.metadata.get(INSTANCE_KEY, -1) if isinstance(s.metadata, dict) else -1
         rows.append({"host": hosts.get(s.run_id, ""), "run_id": s.run_id, "platform": s.platform,
-                     "scenario": s.scenario, "metric": s.metric, "variant": s.variant, "unit": s.unit,
+                     "scenario": s.scenario, "metric": s.metric, "variant": s.variant or variant_of(s.metadata),
+                     "unit": s.unit,
                      "repetition": s.repetition, "instance": instance if isinstance(instance, int) else -1,
                      "value": s.value})
     return pd.DataFrame(rows, columns=columns)

@@ -9,6 +9,12 @@ from scenarios.parsers import ParseError, stressng, sysbench
 NAME = "cpu"
 DESCRIPTION = "sysbench cpu events/s and stress-ng matrix bogo-ops/s, single thread and all cpus"
 TOOLS = ("sysbench", "stress-ng", "nproc")
+#: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
+#: check against this; tests check it against the code below.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sysbench_cpu_events_per_s": ("events/s", ("threads",)),
+    "stressng_matrix_bogo_ops_per_s": ("bogo-ops/s", ("method", "threads")),
+}
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {"seconds": 3, "threads": ["1", "all"], "sysbench_max_prime": 10000, "matrix_method": "prod"},

@@ -28,6 +28,15 @@ NAME = "disk"
 DESCRIPTION = "fio seq 1M / rand 4k qd32 / 70-30 mix with O_DIRECT: IOPS, MB/s, clat p50/p99/p99.9; iozone table"
 TOOLS = ("fio", "iozone", "df", "rm", "mkdir")
 PRECISION_METRICS = ("fio_iops", "fio_bandwidth", "iozone_throughput")  # CV of these decides extension
+#: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
+#: check against this; tests check it against the code below.
+_FIO_KEYS = ("bs", "direction", "iodepth", "rw", "rwmixread", "storage")  # rwmixread only on mixed jobs
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fio_iops": ("IOPS", _FIO_KEYS), "fio_bandwidth": ("MB/s", _FIO_KEYS),
+    "fio_clat_p50": ("µs", _FIO_KEYS), "fio_clat_p99": ("µs", _FIO_KEYS), "fio_clat_p99_9": ("µs", _FIO_KEYS),
+    "fio_clat_mean": ("µs", _FIO_KEYS),
+    "iozone_throughput": ("MB/s", ("file_mb", "record_kb", "storage", "test")),
+}
 
 STORAGES = ("cow", "volume")
 FIO_FILE = "isolab-fio.dat"

@@ -25,6 +25,14 @@ NAME = "footprint"
 DESCRIPTION = "host memory (PSS) and disk per idle instance, page-cache sharing, instances within a memory budget"
 TOOLS = ()
 PRECISION_METRICS = ("idle_pss_mib", "disk_per_instance_mib")  # CV of these decides extension
+#: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
+#: check against this; tests check it against the code below.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "idle_pss_mib": ("MiB", ("memory_limit_mib",)), "disk_per_instance_mib": ("MiB", ()),
+    "page_cache_growth_mib": ("MiB", ("file_mib", "instances")),
+    "page_cache_growth_per_read": ("fraction of bytes read", ("file_mib", "instances")),
+    "density_instances_within_budget": ("instances", ("budget_mib", "cap")),
+}
 MIB = 2**20
 READ_FILES = (
     "/usr/lib/x86_64-linux-gnu/libicudata.so.72.1",

@@ -23,6 +23,15 @@ from scenarios.parsers import ParseError, stressng, sysbench
 NAME = "memory"
 DESCRIPTION = "sysbench memory seq/rnd bandwidth, random-access rate (GUPS-like), stress-ng stream MB/s"
 TOOLS = ("sysbench", "stress-ng", "nproc", "cat", "rm")
+#: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
+#: check against this; tests check it against the code below.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sysbench_memory_bandwidth": ("MiB/s", ("access", "block", "op", "threads")),
+    "memory_random_access_rate": ("M accesses/s", ("access", "block", "op", "threads", "word_bytes")),
+    "stressng_stream_read_bandwidth": ("MB/s", ("l3_size", "threads")),
+    "stressng_stream_write_bandwidth": ("MB/s", ("l3_size", "threads")),
+    "stressng_stream_flops": ("Mflop/s", ("l3_size", "threads")),
+}
 
 WORD_BYTES = 8  # sysbench memory accesses size_t words on 64-bit builds
 

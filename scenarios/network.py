@@ -51,6 +51,16 @@ TOOLS = ("iperf3", "netperf")
 PRECISION_METRICS = ("iperf3_throughput", "netperf_rr_transactions")  # CV of these decides extension
 PEER_TOOLS = ("iperf3", "netperf", "netserver", "ss")
 SERVER_TOOLS = ("iperf3", "netserver", "ss")  # in the instance when it runs the servers (nat)
+_IPERF3_KEYS = ("direction", "network", "protocol", "streams")
+_RR_KEYS = ("network", "test")
+#: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
+#: check against this; tests check it against the code below.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "iperf3_throughput": ("Gbit/s", _IPERF3_KEYS), "iperf3_retransmits": ("segments", _IPERF3_KEYS),
+    "netperf_rr_latency_p50": ("µs", _RR_KEYS), "netperf_rr_latency_p90": ("µs", _RR_KEYS),
+    "netperf_rr_latency_p99": ("µs", _RR_KEYS), "netperf_rr_latency_mean": ("µs", _RR_KEYS),
+    "netperf_rr_transactions": ("trans/s", _RR_KEYS),
+}
 BUSY_RETRIES = 3  # iperf3 "the server is busy running a test": retry after a second
 
 #: netperf omni output selectors, in the order asked for and parsed.

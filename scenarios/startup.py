@@ -20,6 +20,12 @@ NAME = "startup"
 DESCRIPTION = "time to a ready instance (first command answered) and teardown, serial and in parallel"
 TOOLS = ()
 PRECISION_METRICS = ("startup_ready_s",)  # CV of these decides extension
+#: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
+#: check against this; tests check it against the code below.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "startup_ready_s": ("s", ("mode",)), "teardown_s": ("s", ("mode",)), "startup_phase_s": ("s", ("phase",)),
+    "startup_all_ready_s": ("s", ("instances", "mode")), "teardown_all_s": ("s", ("instances", "mode")),
+}
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {"serial": 2, "parallel": 2},
