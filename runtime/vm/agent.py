@@ -5,6 +5,8 @@ guest-file-open/read/write/close. Large output never travels in one reply (a rep
 and one over 10 MiB poisons the agent): commands run under a small sh wrapper that keeps stdout and
 stderr in files in the guest and returns them inline only when small; otherwise we read the files
 back in 1 MiB chunks (writes go in 48 KiB chunks). The reply parsing is pure and unit-tested.
+File transfer paths are opened by the agent inside the guest, so the guest's symlinks resolve against
+the guest's own root; the host only reads or writes the local path the harness names.
 """
 
 from __future__ import annotations
