@@ -166,3 +166,31 @@ def test_limits_reach_libvirt(platform):
         assert instance.exec(["nproc"], timeout=60).stdout.strip() == "1"
         assert instance.ignored_limits() == {"pids_max": 50}
         assert instance.metadata()["limits_ignored"] == ["pids_max"]
+
+
+def test_file_transfer_resolves_symlinks_in_the_guest(vm, tmp_path):
+    """A guest's symlinks to host paths resolve inside the guest (the agent opens them there)."""
+    import secrets
+    from pathlib import Path
+
+    from runtime.errors import InstanceError
+
+    tag = secrets.token_hex(4)
+    marker, absent = Path(f"/etc/isolab-marker-{tag}"), Path(f"/etc/isolab-absent-{tag}")
+    marker.write_text("host secret\n")
+    try:
+        assert vm.exec(["sh", "-c", f"ln -s {marker} /tmp/x && ln -s {absent} /tmp/dangling"], timeout=60).ok
+        with pytest.raises(InstanceError, match="guest:/tmp/x"):
+            vm.get_file("/tmp/x", tmp_path / "out")  # no such file in the guest
+        (tmp_path / "in.txt").write_text("payload\n")
+        try:  # through the dangling link: into the guest's own /etc, or refused by the agent
+            vm.put_file(tmp_path / "in.txt", "/tmp/dangling")
+        except InstanceError as exc:
+            print(f"put_file through a dangling guest symlink: {exc}")
+            assert "guest:/tmp/dangling" in str(exc)
+        else:
+            assert vm.exec(["cat", str(absent)], timeout=60).stdout == "payload\n"
+        assert marker.read_text() == "host secret\n" and not absent.exists()
+    finally:
+        marker.unlink(missing_ok=True)
+        absent.unlink(missing_ok=True)
