@@ -11,8 +11,6 @@ import os
 import secrets
 from pathlib import Path
 
-from runtime.linux.process import pid_alive
-
 LINK_PREFIX = "isl"
 NETNS_PREFIX = "isl"
 CGROUP_PARENT = "isolab"
@@ -20,8 +18,8 @@ LIBVIRT_PREFIX = "isolab-"
 STATE_ROOT = Path(os.environ.get("ISOLAB_STATE_DIR", "/run/isolab"))
 CACHE_ROOT = Path(os.environ.get("ISOLAB_CACHE_DIR", "/var/cache/isolab"))
 SCRATCH_ROOT = Path(os.environ.get("ISOLAB_SCRATCH_DIR", "/var/tmp/isolab"))
+VM_STATE_ROOT = Path(os.environ.get("ISOLAB_VM_DIR", "/var/lib/isolab/vm"))  # VM state and disk images
 IFNAMSIZ = 15
-OWNER_FILE = "owner.pid"  # in an instance's state dir: the process that runs it; cleanup spares live owners
 
 
 def new_instance_id(kind: str) -> str:
@@ -44,20 +42,3 @@ def state_dir(instance_id: str) -> Path:
 
 def scratch_dir(instance_id: str) -> Path:
     return SCRATCH_ROOT / instance_id
-
-
-def write_owner(state: Path) -> None:
-    (state / OWNER_FILE).write_text(f"{os.getpid()}\n")
-
-
-def owner_alive(state: Path) -> int | None:
-    """The pid of the live process (other than this one) that owns the state dir `state`, else None.
-
-    Cleanup removes a state dir only when this is None: its owner died (a crash) or is ourselves."""
-    try:
-        pid = int((state / OWNER_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    if pid == os.getpid():
-        return None
-    return pid if pid_alive(pid) else None

@@ -20,19 +20,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from runtime import state
 from runtime.errors import ExecTimeout, InstanceError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
 from runtime.linux import transfer
-from runtime.naming import (
-    SCRATCH_ROOT,
-    STATE_ROOT,
-    new_instance_id,
-    owner_alive,
-    scratch_dir,
-    state_dir,
-    write_owner,
-)
+from runtime.naming import new_instance_id, scratch_dir, state_dir
 from runtime.platform import KIND_NATIVE, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
@@ -56,8 +49,8 @@ class NativeInstance(Instance):
 
     def start(self) -> None:
         try:
-            self.root.mkdir(parents=True)
-            write_owner(self.state)
+            state.claim(self.state, "native")
+            self.root.mkdir()
             self.scratch.mkdir(parents=True)  # (makes self.area too)
             self.scratch.chmod(0o1777)
             sc.mount(str(self.image.rootfs), self.root, None, sc.MS_BIND)
@@ -167,21 +160,3 @@ class NativePlatform(Platform):
 
     def environment(self) -> dict[str, object]:
         return {"isolation": "chroot only: no namespaces, no cgroup limits"}
-
-    def cleanup_leftovers(self) -> list[str]:
-        """Remove native instances whose owning process is gone (a live run's instances are spared)."""
-        removed = []
-        if STATE_ROOT.is_dir():
-            for state in STATE_ROOT.glob("nat-*"):
-                if owner_alive(state) is not None:
-                    continue
-                removed += sc.detach_all_under(state)
-                shutil.rmtree(state, ignore_errors=True)
-                removed.append(str(state))
-        if SCRATCH_ROOT.is_dir():
-            for scratch in SCRATCH_ROOT.glob("nat-*"):
-                if (STATE_ROOT / scratch.name).exists():
-                    continue  # its instance is alive
-                shutil.rmtree(scratch, ignore_errors=True)
-                removed.append(str(scratch))
-        return removed

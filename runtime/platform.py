@@ -70,6 +70,11 @@ class Instance(ABC):
         """The instance's IP address on the suite's isolated network, if it has one."""
         return None
 
+    @property
+    def published_address(self) -> str | None:
+        """`nat` mode: the host address on the suite's bridge where the instance's ports are published."""
+        return None
+
     def ignored_limits(self) -> dict[str, object]:
         """Limits in the spec this platform did not enforce (native ignores them all)."""
         return {}
@@ -172,7 +177,8 @@ class Platform(ABC):
         return {}
 
     def cleanup_leftovers(self) -> list[str]:
-        """Remove what a crashed earlier run of this platform left; return what was removed."""
+        """Remove what a crashed earlier run of this platform left beyond what runtime.sweep removes
+        (instances recorded through runtime.state, cgroups, mounts, network, libvirt domains)."""
         return []
 
 

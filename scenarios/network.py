@@ -285,8 +285,12 @@ def measure_mode(instance: Instance, mode: str, params: dict[str, object], raw: 
     require_tools(instance, TOOLS + (SERVER_TOOLS if mode == "nat" else ()))
     if mode == "nat":
         _check_published(params)
+        published = instance.published_address
+        if published is None or ipaddress.ip_address(published) not in ipaddress.ip_network(bridge.subnet):
+            raise ScenarioError(f"network: {where}: published address {published} is not on bridge {bridge.name} "
+                                f"({bridge.subnet}); refusing to send traffic")
         _start_servers_in_instance(instance, params, wait_s)
-        ends = _Ends(mode, where, lambda argv, timeout: _in_peer(peer, argv, timeout), bridge.gateway, False)
+        ends = _Ends(mode, where, lambda argv, timeout: _in_peer(peer, argv, timeout), published, False)
     elif mode in ("bridge", "host"):
         servers.ensure()
         ends = _Ends(mode, where, lambda argv, timeout: instance.exec(argv, timeout=timeout), peer.address, True,

@@ -180,9 +180,9 @@ def cmd_rmi(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from runtime.container.cleanup import cleanup
+    from runtime.sweep import sweep
 
-    for line in cleanup(everything=args.all):
+    for line in sweep(everything=args.all):
         print(f"removed {line}")
     return 0
 

@@ -24,13 +24,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from runtime import state
 from runtime.container import hardening, namespaces, rootfs, seccomp
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
 from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError
 from runtime.linux import syscalls as sc
-from runtime.linux.process import pid_alive, run_captured
+from runtime.linux.process import run_captured
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
 from runtime.platform import StartPhases
 from runtime.spec import ExecResult, InstanceSpec
@@ -105,6 +106,7 @@ class Container:
         self._ns: dict[str, int] = {}
         self._cgroup_made = False
         self._owned = True  # False for a handle loaded from another process's state
+        self._pid_start: int | None = None  # pid 1's start time (/proc/<pid>/stat field 22): pid reuse guard
         self._static_state: dict[str, Any] | None = None
         self._bpf: bytes | None = None
         self._init_fd: int | None = None
@@ -119,9 +121,9 @@ class Container:
                 raise ImageError(f"container: layer directory {layer} does not exist")
         _register_exit_hook()
         try:
-            # root-only: state.json may hold -e secrets, and a setuid file made inside the writable
-            # layer must not be reachable (let alone executable) for other host users
-            _private_dir(self.state_dir)
+            # root-only (0700; state.json 0600): state.json may hold -e secrets, and a setuid file made
+            # inside the writable layer must not be reachable (let alone executable) for other host users
+            state.claim(self.state_dir, "container")
             self.root.mkdir()
             _private_dir(self.layer_dir)
             self.upper.mkdir()
@@ -335,7 +337,7 @@ class Container:
             time.sleep(0.005)
 
     def _wait_foreign(self, deadline: float | None) -> int:
-        while pid_alive(self.pid):
+        while self._pid1_alive():
             if deadline is not None and time.monotonic() > deadline:
                 raise ExecTimeout(f"container {self.instance_id}: pid {self.pid} still running")
             time.sleep(0.01)
@@ -344,12 +346,25 @@ class Container:
         return self.returncode
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        """Send `sig` to pid 1 (the init forwards it to the workload)."""
-        if self.pid is not None and self.returncode is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
+        """Send `sig` to pid 1 (the init forwards it to the workload).
+
+        Another process's container is signalled only while its recorded pid still has its recorded
+        start time (a reused pid is never signalled)."""
+        if self.pid is None or self.returncode is not None:
+            return
+        if not self._owned:
+            if isinstance(self._pid_start, int):
+                state.signal_owner(state.Owner(self.pid, self._pid_start), sig)
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _pid1_alive(self) -> bool:
+        if not isinstance(self.pid, int) or not isinstance(self._pid_start, int):
+            return False
+        return state.Owner(self.pid, self._pid_start).alive()
 
     def exec(self, argv: Sequence[str], timeout: float = 600.0, env: dict[str, str] | None = None,
              **popen: Any) -> ExecResult:
@@ -429,19 +444,16 @@ class Container:
     def save_state(self) -> None:
         """Write state.json atomically (the spec part is serialised once per container)."""
         if self._static_state is None:
-            self._static_state = {"id": self.instance_id, "owner_pid": os.getpid(), "argv": self.argv,
+            self._static_state = {"id": self.instance_id, "kind": "container", "owner": state.me().to_dict(),
+                                  "argv": self.argv,
                                   "image": self.image_name, "layers": [str(p) for p in self.layers],
                                   "hostname": self.spec.hostname, "created": time.time(),
                                   "spec": self.spec.to_dict()}
-        data = {**self._static_state, "status": self.status, "pid": self.pid, "returncode": self.returncode,
-                **{f"net_{k}": v for k, v in self.network.state().items()}}
-        tmp = f"{self.state_dir}/.{STATE_FILE}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps(data).encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, f"{self.state_dir}/{STATE_FILE}")
+        if self.pid is not None and self._pid_start is None and self._owned:
+            self._pid_start = state.start_time(self.pid)
+        data = {**self._static_state, "status": self.status, "pid": self.pid, "pid_start": self._pid_start,
+                "returncode": self.returncode, **{f"net_{k}": v for k, v in self.network.state().items()}}
+        state.write_json(self.state_dir / STATE_FILE, data)  # atomic, 0600
 
     @classmethod
     def load(cls, instance_id: str) -> Container:
@@ -453,16 +465,19 @@ class Container:
             raise InstanceError(f"no such container {instance_id!r} (no {path})") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise InstanceError(f"container {instance_id}: unreadable {path}: {exc}") from exc
+        if not isinstance(data, dict) or "spec" not in data:
+            raise InstanceError(f"container {instance_id}: {path} is not a complete container record (yet)")
         spec = InstanceSpec(**data["spec"])
         container = cls(spec, data["layers"], data.get("argv"), image_name=data.get("image", "base"),
                         instance_id=instance_id)
         container.pid = data.get("pid")
+        container._pid_start = data.get("pid_start")
         container.status = data.get("status", "exited")
         container.returncode = data.get("returncode")
         container.network.address = data.get("net_address")
         container._cgroup_made = True
         container._owned = False
-        if container.status == "running" and not pid_alive(container.pid):
+        if container.status == "running" and not container._pid1_alive():
             container.status = "exited"
         if container.status != "running":
             container.returncode = container.returncode if container.returncode is not None else -1

@@ -1,7 +1,8 @@
 """A container's network: `none` (own empty netns with lo up), `host` (the host's netns), `bridge`
 (a veth `isl<id>` on the suite's bridge, `eth0` inside with its own address, optional tc quota), or
 `nat` (wired like `bridge` but on the private bridge `islnat0`, and reachable only through the ports
-runtime.network.nat publishes with DNAT on the suite bridge's host address, like Docker's `-p`).
+runtime.network.nat publishes with DNAT on a host address of its own on the suite bridge, like
+Docker's `-p IP:port:port`).
 
 The inside of the container's netns is configured from the runtime over a netlink socket that was
 opened while the calling thread had temporarily joined that netns (no helper process is spawned).
@@ -79,8 +80,8 @@ class ContainerNetwork:
 
     @property
     def published_address(self) -> str | None:
-        """nat: the suite bridge's host address the container's ports are published on."""
-        return self.suite_bridge.gateway if self.suite_bridge is not None and self.requested == "nat" else None
+        """nat: the container's own host address on the suite bridge, where its ports are published."""
+        return self.suite_hold if self.requested == "nat" else None
 
     def prepare(self) -> None:
         """Before the fork: the bridge(s) and an address (bridge and nat modes)."""
@@ -106,8 +107,8 @@ class ContainerNetwork:
             self._attach_bridge(pid)
         if self.requested == "nat":
             assert self.suite_bridge is not None and self.address is not None
-            publish(self.instance_id, self.address, self.suite_bridge.gateway, self.suite_bridge.name,
-                    self.bridge_name)
+            assert self.suite_hold is not None
+            publish(self.instance_id, self.address, self.suite_hold, self.suite_bridge.name, self.bridge_name)
             self.published = True
 
     def _attach_bridge(self, pid: int) -> None:

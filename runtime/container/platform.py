@@ -14,7 +14,6 @@ from pathlib import Path
 
 from runtime.container import seccomp
 from runtime.container.cgroups import cgroup_version
-from runtime.container.cleanup import cleanup
 from runtime.container.container import Container
 from runtime.container.hardening import DEFAULT_CAP_NAMES
 from runtime.container.layers import BASE, LayerStore
@@ -53,6 +52,10 @@ class ContainerInstance(Instance):
     @property
     def address(self) -> str | None:
         return self.container.network.address
+
+    @property
+    def published_address(self) -> str | None:
+        return self.container.network.published_address
 
     def ignored_limits(self) -> dict[str, object]:
         return dict(self.container.ignored)
@@ -120,9 +123,6 @@ class ContainerPlatform(Platform):
                 "cgroup_version": cgroup_version(), "kernel": host_platform.release(),
                 "namespaces": "pid mnt uts ipc net", "image": self.image_name,
                 "seccomp": seccomp.describe("default", DEFAULT_CAP_NAMES)}
-
-    def cleanup_leftovers(self) -> list[str]:
-        return cleanup()
 
 
 __all__ = ["ContainerInstance", "ContainerPlatform", "Instance"]

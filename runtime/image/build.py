@@ -54,6 +54,44 @@ def _build_lock(store: ImageStore) -> Iterator[None]:
         yield
 
 
+def sweep_partial_builds(store: ImageStore | None = None) -> list[str]:
+    """For cleanup: remove interrupted builds (`<hash>.partial-<pid>`), unless a build is running now
+    (its lock is held). What a killed build left running is killed first (debootstrap and the
+    processes chrooted into or working in the partial tree), then its mounts (debootstrap's /proc,
+    /sys) are detached; a tree that still has mounts is left alone rather than deleted through them."""
+    from runtime.linux import syscalls as sc
+    from runtime.linux.process import kill_matching, process_cmdline, process_cwd, process_root
+
+    store = store or ImageStore()
+    partials = store.partial_dirs()
+    if not partials:
+        return []
+    removed: list[str] = []
+    with open(store.root / ".build.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # a live run is building: its partial tree is not a leftover
+        prefixes = tuple(f"{p}/" for p in partials)
+
+        def match(pid: int) -> str | None:
+            for where in (process_root(pid), process_cwd(pid)):
+                if where and (where + "/").startswith(prefixes):
+                    return f"in the interrupted image build {where}"
+            if any(arg.startswith(prefixes) or f"{arg}/" in prefixes for arg in process_cmdline(pid)):
+                return "working on an interrupted image build"
+            return None
+
+        removed += kill_matching(match)
+        for partial in partials:
+            removed += sc.detach_all_under(partial)
+            if sc.mounts_under(partial):
+                continue
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(str(partial))
+    return removed
+
+
 def ensure_image(recipe: Recipe | None = None, store: ImageStore | None = None, *,
                  rebuild: bool = False, progress: Progress = lambda _msg: None) -> Image:
     """Return the cached image for `recipe`, building it first if absent (or if rebuild)."""

@@ -1,4 +1,5 @@
-"""Process helpers shared by the platforms: liveness of a pid, and running a command with captured output."""
+"""Process helpers shared by the platforms: liveness of a pid, running a command with captured output, and
+finding (and killing, for cleanup) processes by where they run."""
 
 from __future__ import annotations
 
@@ -43,3 +44,67 @@ def run_captured(start: Callable[[], subprocess.Popen[str]], argv: Sequence[str]
         proc.communicate()
         raise ExecTimeout(f"{where}: {argv[0]} did not finish in {timeout:.0f} s") from exc
     return ExecResult(tuple(argv), proc.returncode, out or "", err or "", time.perf_counter() - started)
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def processes() -> list[int]:
+    """Pids of every process on the host (a snapshot of /proc), this one excluded."""
+    me = os.getpid()
+    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me)
+
+
+def process_root(pid: int) -> str | None:
+    """Where the process is chrooted (as its /proc/<pid>/root reads), None if unreadable."""
+    return _link(f"/proc/{pid}/root")
+
+
+def process_cwd(pid: int) -> str | None:
+    return _link(f"/proc/{pid}/cwd")
+
+
+def process_netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def process_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def kill_matching(match: Callable[[int], str | None], timeout: float = 5.0) -> list[str]:
+    """SIGKILL every process for which match(pid) gives a reason (a string), until none is left.
+
+    Returns "process <pid> (<comm>): <reason>" for each one killed. Used by cleanup to end processes
+    of dead runs (found by where they are chrooted, their netns, their command line)."""
+    killed: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {pid: why for pid in processes() if (why := match(pid))}
+        if not found:
+            break
+        for pid, why in found.items():
+            try:
+                comm = open(f"/proc/{pid}/comm").read().strip()
+            except OSError:
+                comm = "?"
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                continue
+            killed.setdefault(pid, f"process {pid} ({comm}): {why}")
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return list(killed.values())

@@ -1,12 +1,14 @@
 """Published ports (`nat` mode): DNAT from the suite bridge's host address to an instance on a private bridge.
 
-Like Docker's `-p`: an instance in `nat` mode sits on the private bridge `islnat0` (10.214.0.0/24, no
-uplink) and is reachable only at the suite bridge's host address (10.213.0.1:<port>), which the
-kernel rewrites to the instance's private address. The ports are fixed (PUBLISHED_PORTS: iperf3 and
-netperf control and data), so one instance at a time can publish them.
+Like Docker's `-p IP:port:port`: an instance in `nat` mode sits on the private bridge `islnat0`
+(10.214.0.0/24, no uplink) and is reachable only at a host address of its own on the suite bridge
+(an address reserved for it in the suite bridge's book, e.g. 10.213.0.7, added to the bridge as a /32),
+which the kernel rewrites to the instance's private address. The ports are fixed (PUBLISHED_PORTS:
+iperf3 and netperf control and data); since every nat instance publishes on its own host address,
+any number of nat instances (of one run or of runs side by side) publish them at the same time.
 
 The kernel side is one nftables table of our own, `ip isolab`, generated from the book of live
-publications (/run/isolab/net/nat.json, under a lock) and replaced atomically with `nft -f -` on every
+publications (/run/isolab/net/nat.json, under the lock `net-nat`) and replaced atomically with `nft -f -` on every
 change: DNAT in prerouting, and a forward chain that lets traffic through only between the two suite
 bridges (new connections only towards a published instance, replies back), dropping everything else
 that enters or leaves them. IPv4 forwarding is switched on per interface, on the two suite bridges
@@ -18,14 +20,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from runtime import state
 from runtime.errors import InstanceError
-from runtime.linux.process import pid_alive
-from runtime.network.bridge import DEFAULT_BRIDGE, NET_STATE, _locked
+from runtime.network.bridge import DEFAULT_BRIDGE, NET_STATE, _entry_alive
 
 NAT_BRIDGE = "islnat0"
 NAT_SUBNET = "10.214.0.0/24"
@@ -35,7 +36,7 @@ TABLE = "isolab"  # nftables table `ip isolab`
 PUBLISHED_PORTS: tuple[tuple[str, int], ...] = (("tcp", 5201), ("udp", 5201), ("tcp", 12865),
                                                  ("tcp", 12866), ("udp", 12866))
 NETPERF_DATA_PORT = 12866
-_LOCK = "nat"
+_LOCK = "net-nat"
 _BOOK = NET_STATE / "nat.json"
 _PROBE = """table ip isolab_probe {
   chain prerouting {
@@ -80,10 +81,32 @@ def _read_book() -> dict[str, dict[str, object]]:
 def _write_book(book: dict[str, dict[str, object]]) -> None:
     if not book:
         _BOOK.unlink(missing_ok=True)
+        state.remove_empty_dirs(NET_STATE)
         return
-    tmp = _BOOK.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(book, sort_keys=True))
-    os.replace(tmp, _BOOK)
+    NET_STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state.write_json(_BOOK, book)
+
+
+def _host_address(bridge: str, address: str, add: bool) -> None:
+    """Add (or remove) `address`/32 on the suite bridge: the instance's own published host address."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            if add:
+                raise InstanceError(f"nat: the suite bridge {bridge} does not exist")
+            return
+        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=found[0], family=2)}
+        try:
+            if add and address not in have:
+                ipr.addr("add", index=found[0], address=address, prefixlen=32)
+            elif not add and address in have:
+                ipr.addr("del", index=found[0], address=address, prefixlen=32)
+        except NetlinkError as exc:
+            verb = "add" if add else "remove"
+            raise InstanceError(f"nat: cannot {verb} the host address {address}/32 on {bridge}: {exc}") from exc
 
 
 def ruleset(book: dict[str, dict[str, object]]) -> str:
@@ -171,45 +194,55 @@ def _apply(book: dict[str, dict[str, object]], previous: dict[str, dict[str, obj
 def publish(owner: str, address: str, host_address: str, suite_bridge: str = DEFAULT_BRIDGE,
             nat_bridge: str = NAT_BRIDGE, ports: tuple[tuple[str, int], ...] = PUBLISHED_PORTS) -> None:
     """DNAT host_address:<ports> on suite_bridge to `address` (on nat_bridge) for `owner`'s lifetime."""
-    with _locked(_LOCK):
+    with state.locked(_LOCK):
         previous = _read_book()
-        book = {o: e for o, e in previous.items() if pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
+        book = {o: e for o, e in previous.items() if _entry_alive(e)}
         wanted = {(p, int(n)) for p, n in ports}
         for other, entry in book.items():
             taken = wanted & {(p, int(n)) for p, n in entry["ports"]}  # type: ignore[union-attr]
             if other != owner and entry["host_address"] == host_address and taken:
                 clash = ", ".join(f"{n}/{p}" for p, n in sorted(taken))
                 raise InstanceError(f"nat: port(s) {clash} on {host_address} are already published to {other} "
-                                    f"({entry['address']}); one nat instance at a time")
-        book[owner] = {"pid": os.getpid(), "address": address, "host_address": host_address,
+                                    f"({entry['address']})")
+        _host_address(suite_bridge, host_address, add=True)
+        book[owner] = {**state.me().to_dict(), "address": address, "host_address": host_address,
                        "suite_bridge": suite_bridge, "nat_bridge": nat_bridge, "ports": sorted(wanted)}
-        _apply(book, previous)
+        try:
+            _apply(book, previous)
+        except BaseException:
+            _host_address(suite_bridge, host_address, add=False)
+            raise
         _write_book(book)
 
 
 def unpublish(owner: str) -> None:
     """Withdraw `owner`'s ports (and dead owners'); the last one out removes the table and forwarding."""
-    with _locked(_LOCK):
+    with state.locked(_LOCK):
         previous = _read_book()
-        book = {o: e for o, e in previous.items()
-                if o != owner and pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
+        book = {o: e for o, e in previous.items() if o != owner and _entry_alive(e)}
         if book != previous or not book:
             _apply(book, previous)
+        _withdraw_addresses(book, previous)
         _write_book(book)
-    if not book:
-        (NET_STATE / f"{_LOCK}.lock").unlink(missing_ok=True)
+        if not book:
+            state.drop_lock(_LOCK)
+
+
+def _withdraw_addresses(book: dict[str, dict[str, object]], previous: dict[str, dict[str, object]]) -> None:
+    for owner, entry in previous.items():
+        if owner not in book:
+            _host_address(str(entry["suite_bridge"]), str(entry["host_address"]), add=False)
 
 
 def cleanup_publications(everything: bool = False) -> list[str]:
     """For `cleanup`: withdraw publications of dead processes (all with `everything`); with none left,
     remove the table and switch forwarding off on the suite bridges. Returns what was removed."""
     removed: list[str] = []
-    if not NET_STATE.is_dir() and not table_exists() and not _any_forwarding():
+    if not _BOOK.exists() and not table_exists() and not _any_forwarding():
         return removed
-    with _locked(_LOCK):
+    with state.locked(_LOCK):
         previous = _read_book()
-        book = {} if everything else {o: e for o, e in previous.items()
-                                      if pid_alive(int(e.get("pid", 0)))}  # type: ignore[arg-type]
+        book = {} if everything else {o: e for o, e in previous.items() if _entry_alive(e)}
         removed += [f"nat publication {o}" for o in sorted(set(previous) - set(book))]
         if not book:
             had_table = table_exists()
@@ -221,9 +254,10 @@ def cleanup_publications(everything: bool = False) -> list[str]:
             removed += [f"forwarding off on {name}" for name in flags]
         elif book != previous:
             _apply(book, previous)
+        _withdraw_addresses(book, previous)
         _write_book(book)
-    if not book:
-        (NET_STATE / f"{_LOCK}.lock").unlink(missing_ok=True)
+        if not book:
+            state.drop_lock(_LOCK)
     return removed
 
 

@@ -7,7 +7,6 @@ the instance under test. Everything (netns, veth, address) goes away on `destroy
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from runtime import state
 from runtime.errors import InstanceError
 from runtime.linux import syscalls as sc
 from runtime.linux.process import run_captured
@@ -54,10 +54,8 @@ class PeerNamespace:
         if not (self.rootfs / "bin").exists():
             raise InstanceError(f"peer: image rootfs {self.rootfs} does not exist")
         try:
-            self.state_dir.mkdir(parents=True)
-            (self.state_dir / "state.json").write_text(json.dumps(
-                {"id": self.peer_id, "owner_pid": os.getpid(), "netns": self.netns,
-                 "host_link": self.host_link, "bridge": self.bridge.name}))
+            state.claim(self.state_dir, "peer", netns=self.netns, host_link=self.host_link,
+                        bridge=self.bridge.name)
             create_netns(self.netns)
             self._created = True
             self.address = allocate_address(self.bridge, owner=self.peer_id)

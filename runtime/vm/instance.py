@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
+from runtime import state
 from runtime.errors import ImageError, InstanceError
-from runtime.naming import STATE_ROOT, link_name, new_instance_id, write_owner
+from runtime.naming import STATE_ROOT, VM_STATE_ROOT, link_name, new_instance_id
 from runtime.platform import Instance, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 from runtime.vm import libvirt_conn
@@ -35,7 +36,6 @@ from runtime.vm.domain_xml import DomainConfig, build_domain_xml, ignored_limits
 if TYPE_CHECKING:
     from runtime.vm.platform import VmPlatform
 
-VM_STATE_ROOT = Path(os.environ.get("ISOLAB_VM_DIR", "/var/lib/isolab/vm"))
 FAILED_LOG_ROOT = Path(os.environ.get("ISOLAB_VM_LOG_DIR", "/var/log/isolab/vm"))
 LIBVIRT_QEMU_LOGS = Path("/var/log/libvirt/qemu")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -101,8 +101,7 @@ class VmInstance(Instance):
     def _start(self) -> None:
         owner = self.owner
         check_image_files(owner.image)
-        self.dir.mkdir(parents=True)
-        write_owner(self.dir)
+        state.claim(self.dir, "vm", mode=0o755)  # QEMU opens the disk images in it
         self._make_overlay()
         if self.volume is not None:
             self._make_volume(self.volume)

@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import subprocess
 import weakref
-from pathlib import Path
 
 import libvirt
 
 from runtime.errors import PlatformUnavailable, SpecError
 from runtime.image.store import Image
-from runtime.naming import LINK_PREFIX, owner_alive
 from runtime.platform import KIND_VM, Platform, PlatformInfo
 from runtime.spec import InstanceSpec, parse_size
 from runtime.vm import accel as accel_mod
 from runtime.vm import libvirt_conn
 from runtime.vm.instance import (
     DEFAULT_VOLUME_SIZE,
-    FAILED_LOG_ROOT,
-    VM_STATE_ROOT,
     VmInstance,
     check_image_files,
 )
@@ -119,45 +114,12 @@ class VmPlatform(Platform):
         return env
 
     def cleanup_leftovers(self) -> list[str]:
-        """Remove isolab VM domains, state dirs, taps, address reservations and logs of dead runs.
+        """Remove dead runs' domains, VM dirs and logs through this platform's libvirt connection
+        (runtime.vm.sweep; `cleanup` runs it as part of runtime.sweep). Live runs' VMs are left alone."""
+        from runtime.vm.sweep import sweep_vms
 
-        Instances whose owner process (owner.pid in the state dir) is alive are left alone.
-        """
-        removed: list[str] = []
         try:
             conn = self.conn
         except PlatformUnavailable as exc:
-            removed.append(f"(domains not checked: {exc})")
-        else:
-            for dom in libvirt_conn.isolab_vm_domains(conn):
-                name = dom.name()
-                state = VM_STATE_ROOT / f"vm-{name.removeprefix(libvirt_conn.VM_DOMAIN_PREFIX)}"
-                if owner_alive(state) is not None:
-                    continue  # a running process (another run, right now) owns it
-                libvirt_conn.remove_domain(dom)
-                removed.append(f"domain {name}")
-        if VM_STATE_ROOT.is_dir():
-            for state in VM_STATE_ROOT.glob("vm-*"):
-                if owner_alive(state) is not None:
-                    continue
-                tap = Path("/sys/class/net") / f"{LINK_PREFIX}{state.name.removeprefix('vm-')}"
-                if tap.exists():
-                    subprocess.run(["ip", "link", "del", tap.name], capture_output=True, timeout=10)
-                    removed.append(f"tap {tap.name}")
-                try:
-                    from runtime.network.bridge import DEFAULT_BRIDGE, release_owner
-
-                    release_owner(DEFAULT_BRIDGE, state.name)
-                except ModuleNotFoundError:
-                    pass
-                shutil.rmtree(state, ignore_errors=True)
-                removed.append(str(state))
-        for log in Path("/var/log/libvirt/qemu").glob(f"{libvirt_conn.VM_DOMAIN_PREFIX}*.log"):
-            if (VM_STATE_ROOT / f"vm-{log.stem.removeprefix(libvirt_conn.VM_DOMAIN_PREFIX)}").exists():
-                continue  # its instance is alive
-            log.unlink(missing_ok=True)
-            removed.append(str(log))
-        for log in FAILED_LOG_ROOT.glob("vm-*-serial.log") if FAILED_LOG_ROOT.is_dir() else ():
-            log.unlink(missing_ok=True)
-            removed.append(str(log))
-        return removed
+            return [f"(domains not checked: {exc})"]
+        return sweep_vms(conn)

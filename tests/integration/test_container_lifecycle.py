@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.container.cleanup import cleanup
 from runtime.container.container import Container
 from runtime.container.platform import ContainerPlatform
 from runtime.errors import ImageError, InstanceError, SpecError
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT
 from runtime.network.bridge import remove_bridge_if_unused
 from runtime.spec import InstanceSpec, parse_size
+from runtime.sweep import sweep as cleanup
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,13 +38,10 @@ def _ours() -> set[str]:
     return set(found)
 
 
-def _owner_alive(state: Path) -> bool:
-    try:
-        pid = int(json.loads((state / "state.json").read_text())["owner_pid"])
-        os.kill(pid, 0)
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
+def _owner_alive(path: Path) -> bool:
+    from runtime import state
+
+    return state.is_live(path)
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -221,4 +217,6 @@ def test_zz_host_left_clean(require_root):
     assert {p.name for p in Path("/sys/fs/cgroup").glob("*/isolab/ct-*")} <= live
     for book in (STATE_ROOT / "net").glob("*.json") if (STATE_ROOT / "net").is_dir() else []:
         for entry in json.loads(book.read_text() or "{}").values():  # only running processes hold addresses
-            os.kill(int(entry["pid"]), 0)
+            from runtime import state
+
+            assert state.Owner(int(entry["pid"]), int(entry["start"])).alive()

@@ -63,9 +63,13 @@ def test_destroy_leaves_nothing(image):
 
 
 def test_cleanup_finds_leftovers_of_a_crash(image):
+    from runtime import state
+    from runtime.sweep import sweep
+
     instance = NativePlatform(image).create(InstanceSpec())
     instance._destroyed = True  # as if the process died: destroy never ran
-    removed = NativePlatform().cleanup_leftovers()
+    state.update(instance.state, owner={"pid": 2**22 + 1, "start": 1})  # its owner is gone
+    removed = sweep()
     assert str(instance.state) in removed
     assert not instance.state.exists() and not os.path.exists(instance.scratch)
 
@@ -73,15 +77,42 @@ def test_cleanup_finds_leftovers_of_a_crash(image):
 def test_cleanup_spares_instances_of_live_runs(image):
     import subprocess
 
-    from runtime.naming import OWNER_FILE
+    from runtime import state
+    from runtime.sweep import sweep
 
     other_run = subprocess.Popen(["sleep", "30"])
     instance = NativePlatform(image).create(InstanceSpec())
     try:
-        (instance.state / OWNER_FILE).write_text(f"{other_run.pid}\n")  # as if another run owned it
-        assert str(instance.state) not in NativePlatform().cleanup_leftovers()
+        owner = state.Owner.of(other_run.pid)
+        assert owner is not None
+        state.update(instance.state, owner=owner.to_dict())  # as if another run owned it
+        assert str(instance.state) not in sweep()
         assert instance.exec(["true"]).ok
     finally:
         other_run.kill()
         other_run.wait()
         instance.destroy()
+
+
+def test_cleanup_kills_a_dead_runs_chrooted_workload(image):
+    """A native workload outlives its killed run: cleanup ends it before detaching its root."""
+    import subprocess
+    import time
+
+    from runtime import state
+    from runtime.sweep import sweep
+
+    instance = NativePlatform(image).create(InstanceSpec())
+    proc = subprocess.Popen(["sleep", "300"], preexec_fn=instance._chroot)  # as a workload in flight
+    try:
+        time.sleep(0.2)
+        instance._destroyed = True
+        state.update(instance.state, owner={"pid": 2**22 + 1, "start": 1})
+        removed = sweep()
+        assert proc.wait(timeout=10) == -9
+        assert any(r.startswith(f"process {proc.pid} ") for r in removed)
+        assert not instance.state.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

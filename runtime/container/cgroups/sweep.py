@@ -1,0 +1,44 @@
+"""The cgroup sweep: remove the `isolab/<instance>` cgroups (v1: in every hierarchy, and the cgroup2 mount of a
+hybrid host; v2: the unified tree) of instances that are no longer live, killing what still runs in them,
+then the empty parents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from runtime.container.cgroups.base import kill_procs, rmdir_retry
+from runtime.container.cgroups.detect import CGROUP_ROOT, _hierarchies, cgroup_version
+from runtime.errors import PlatformUnavailable
+from runtime.naming import CGROUP_PARENT
+
+
+def cgroup_parents() -> list[Path]:
+    """The `isolab` parent cgroup in each hierarchy of this host (whether or not it exists)."""
+    try:
+        if cgroup_version() == 2:
+            return [CGROUP_ROOT / CGROUP_PARENT]
+    except PlatformUnavailable:
+        return []
+    roots = {root / CGROUP_PARENT for root in _hierarchies().values()}
+    unified = CGROUP_ROOT / "unified"  # hybrid layout: the device-filter test and benchmark use its cgroup2
+    if (unified / "cgroup.procs").exists():
+        roots.add(unified / CGROUP_PARENT)
+    return sorted(roots)
+
+
+def sweep_cgroups(live: Callable[[str], bool]) -> list[str]:
+    """Remove every `isolab/<name>` cgroup for which live(name) is False; returns the removed paths."""
+    removed: list[str] = []
+    for parent in cgroup_parents():
+        if not parent.is_dir():
+            continue
+        for child in sorted(p for p in parent.iterdir() if p.is_dir()):
+            if live(child.name):
+                continue
+            kill_procs(child / "cgroup.procs")
+            if rmdir_retry(child):
+                removed.append(str(child))
+        if not any(p.is_dir() for p in parent.iterdir()) and rmdir_retry(parent, timeout=0.1):
+            removed.append(str(parent))
+    return removed
