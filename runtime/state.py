@@ -92,6 +92,12 @@ def me() -> Owner:
     return _ME[pid]
 
 
+def owner_fields() -> dict[str, object]:
+    """The owner part of a state record. (`owner_pid` repeats the pid for sweeps of isolab versions
+    before start times were recorded, so that they spare this run's instances.)"""
+    return {"owner": me().to_dict(), "owner_pid": me().pid}
+
+
 def signal_owner(owner: Owner, sig: int) -> bool:
     """Send `sig` to the recorded process only if it is still that process; True if sent.
 
@@ -158,8 +164,8 @@ def claim(directory: Path, kind: str, mode: int = 0o700, **fields: object) -> No
     else:
         directory.mkdir(mode=mode)
     directory.chmod(mode)  # (mkdir's mode is masked by the umask)
-    write_json(directory / STATE_FILE, {"id": directory.name, "kind": kind, "owner": me().to_dict(),
-                                        "created": time.time(), **fields})
+    write_json(directory / STATE_FILE, {"id": directory.name, "kind": kind, "created": time.time(),
+                                        **owner_fields(), **fields})
 
 
 def create(kind: str, root: Path = STATE_ROOT, **fields: object) -> tuple[str, Path]:
@@ -182,7 +188,7 @@ def update(directory: Path, **fields: object) -> None:
     """Rewrite the state record with `fields` changed (only the owner writes its record)."""
     data = read(directory)
     if not data:
-        data = {"id": directory.name, "owner": me().to_dict(), "created": time.time()}
+        data = {"id": directory.name, "created": time.time(), **owner_fields()}
     data.update(fields)
     write_json(directory / STATE_FILE, data)
 

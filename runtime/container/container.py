@@ -444,7 +444,7 @@ class Container:
     def save_state(self) -> None:
         """Write state.json atomically (the spec part is serialised once per container)."""
         if self._static_state is None:
-            self._static_state = {"id": self.instance_id, "kind": "container", "owner": state.me().to_dict(),
+            self._static_state = {"id": self.instance_id, "kind": "container", **state.owner_fields(),
                                   "argv": self.argv,
                                   "image": self.image_name, "layers": [str(p) for p in self.layers],
                                   "hostname": self.spec.hostname, "created": time.time(),
