@@ -16,15 +16,15 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtime import state
-from runtime.errors import ExecTimeout, InstanceError
+from runtime.errors import InstanceError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
 from runtime.linux import transfer
+from runtime.linux.process import forking, run_captured
 from runtime.naming import new_instance_id, scratch_dir, state_dir
 from runtime.platform import KIND_NATIVE, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
@@ -85,16 +85,14 @@ class NativeInstance(Instance):
         if self._destroyed:
             raise InstanceError(f"native {self.instance_id}: exec after destroy")
         environment = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **self.spec.env, **(env or {})}
-        started = time.perf_counter()
-        try:
-            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=environment,
-                                  preexec_fn=self._chroot, errors="replace")
-        except subprocess.TimeoutExpired as exc:
-            raise ExecTimeout(f"native {self.instance_id}: {argv[0]} did not finish in {timeout:.0f} s") from exc
-        except FileNotFoundError:
-            return ExecResult(tuple(argv), 127, "", f"{argv[0]}: command not found in the image",
-                              time.perf_counter() - started)
-        return ExecResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started)
+
+        def start() -> subprocess.Popen[str]:
+            with forking():
+                return subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=environment,
+                                        preexec_fn=self._chroot, errors="replace")
+
+        return run_captured(start, argv, timeout, f"native {self.instance_id}")
 
     def put_file(self, local: Path, remote: str) -> None:
         """Resolved inside the instance root (openat2 RESOLVE_IN_ROOT): a workload's symlinks cannot make

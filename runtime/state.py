@@ -273,6 +273,7 @@ def locked(name: str) -> Iterator[None]:
     try:
         yield
     finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)  # now, even if a child forked meanwhile still has the fd open
         os.close(fd)
 
 

@@ -31,7 +31,7 @@ from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
 from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError
 from runtime.linux import syscalls as sc
-from runtime.linux.process import run_captured
+from runtime.linux.process import forking, run_captured
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
 from runtime.platform import StartPhases
 from runtime.spec import ExecResult, InstanceSpec
@@ -399,7 +399,7 @@ class Container:
             hardening.harden_process(bpf)
 
         kwargs.setdefault("start_new_session", True)  # own session: no host terminal, no host group
-        with namespaces.children_in_pidns(ns["pid"]):
+        with forking(), namespaces.children_in_pidns(ns["pid"]):
             return subprocess.Popen(list(argv), env=environment, preexec_fn=enter, **kwargs)
 
     # ---- files and usage ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from runtime.linux import syscalls as sc
+from runtime.linux.process import forking
 
 #: Namespaces the container's pid 1 unshares after the fork (pid comes from the fork itself).
 CHILD_FLAGS = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET
@@ -42,7 +43,7 @@ def children_in_pidns(target_fd: int | None = None) -> Iterator[None]:
 
 def fork_pid1(child: Callable[[], None]) -> int:
     """Fork `child` as pid 1 of a new pid namespace; returns its host pid. `child` must never return."""
-    with children_in_pidns():
+    with forking(), children_in_pidns():
         pid = os.fork()
         if pid == 0:
             try:

@@ -1,15 +1,43 @@
-"""Process helpers shared by the platforms: liveness of a pid, running a command with captured output, and
-finding (and killing, for cleanup) processes by where they run."""
+"""Process helpers shared by the platforms: forking safely from threads, liveness of a pid, running a command
+with captured output, and finding (and killing, for cleanup) processes by where they run.
+
+Forks that run Python in the child before exec (the container's pid 1, `preexec_fn` of an exec into an
+instance) happen only inside `forking()`: one fork at a time per process, with the cyclic GC off across
+the fork. Instances are created from threads (the startup scenario's pool), and Python documents fork
+and preexec_fn as unsafe there: only the forking thread survives in the child, and a lock another thread
+held stays locked forever. The child code on these paths takes no lock (syscalls through os and ctypes,
+module-level imports only, no logging, no pyroute2), so what remains is what the lock removes: two of
+our forks interleaving (one child inheriting the other's half-made pipes and namespace fds) and a
+collection in the child running finalizers of the parent's objects.
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from runtime.errors import ExecTimeout
 from runtime.spec import ExecResult
+
+_FORK_LOCK = threading.Lock()
+
+
+@contextmanager
+def forking() -> Iterator[None]:
+    """Hold while forking a child that runs Python code before it execs (see the module docstring)."""
+    with _FORK_LOCK:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if enabled:
+                gc.enable()
 
 
 def pid_alive(pid: object) -> bool:

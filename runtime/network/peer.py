@@ -19,7 +19,7 @@ from typing import Any
 from runtime import state
 from runtime.errors import InstanceError
 from runtime.linux import syscalls as sc
-from runtime.linux.process import run_captured
+from runtime.linux.process import forking, run_captured
 from runtime.naming import link_name, new_instance_id, state_dir
 from runtime.network.bridge import Bridge, allocate_address, release_address
 from runtime.network.links import add_veth_to_bridge, configure_inside, delete_link
@@ -97,7 +97,8 @@ class PeerNamespace:
         kwargs.setdefault("stderr", subprocess.PIPE)
         kwargs.setdefault("text", True)
         kwargs.setdefault("env", {"PATH": PEER_PATH, "HOME": "/root", "LANG": "C.UTF-8"})
-        proc = subprocess.Popen(list(argv), preexec_fn=self._enter, **kwargs)
+        with forking():
+            proc = subprocess.Popen(list(argv), preexec_fn=self._enter, **kwargs)
         self._procs.append(proc)
         return proc
 
