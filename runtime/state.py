@@ -197,6 +197,13 @@ def owner_of(directory: Path) -> Owner | None:
     return Owner.from_dict(read(directory).get("owner"))
 
 
+def owner_pid(directory: Path) -> int | None:
+    """The owner's pid, from the owner record or an older version's pid-only record."""
+    record = read(directory)
+    owner = Owner.from_dict(record.get("owner"))
+    return owner.pid if owner is not None else _legacy_owner_pid(directory, record)
+
+
 def is_live(directory: Path) -> bool:
     """Whether the instance with this state dir belongs to a running process (ourselves included).
 
@@ -215,6 +222,12 @@ def is_live(directory: Path) -> bool:
         return time.time() - directory.stat().st_mtime < YOUNG_S
     except OSError:
         return False
+
+
+def is_kept(directory: Path) -> bool:
+    """Whether the instance was stopped and kept on purpose (its record says `kept`): no process of its
+    own and its owner gone, but not a leftover (a container kept after `run` without `--rm`)."""
+    return read(directory).get("kept") is True
 
 
 def _legacy_owner_pid(directory: Path, record: dict[str, object]) -> int | None:

@@ -9,7 +9,8 @@ Whether an instance is dead is decided by runtime.state alone: its owner record 
 names no running process. Every object the suite makes is created after its instance's state dir and
 removed before it, so a sweep that runs beside a live run (another `python -m bench run`, the tests)
 finds that run's state dir first and leaves all its objects alone. `everything` removes live runs'
-objects too (for `python -m runtime cleanup --all`).
+objects too (for `python -m runtime cleanup --all`). Instances stopped and kept on purpose (a container
+after `python -m runtime run` without `--rm`, for `commit`/`diff`/`rm`) are not leftovers either.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def sweep(everything: bool = False, vm_conn: object | None = None, vms: bool = T
         return not everything and state.token_live(token, ROOTS)
 
     removed: list[str] = []
-    dead = [p for p in state.instances(STATE_ROOT) if everything or not state.is_live(p)]
+    dead = [p for p in state.instances(STATE_ROOT)
+            if everything or not (state.is_live(p) or state.is_kept(p))]
     removed += _kill_chrooted(dead)
     if vms:
         removed += _sweep_vms(vm_conn, everything)

@@ -451,7 +451,10 @@ class Container:
                                   "spec": self.spec.to_dict()}
         if self.pid is not None and self._pid_start is None and self._owned:
             self._pid_start = state.start_time(self.pid)
-        data = {**self._static_state, "status": self.status, "pid": self.pid, "pid_start": self._pid_start,
+        # An exited container whose record is saved was stopped on purpose and kept (for `commit`, `diff`,
+        # `rm`): not a leftover, whatever became of its owner (runtime.state.is_kept).
+        data = {**self._static_state, "status": self.status, "kept": self.status == "exited",
+                "pid": self.pid, "pid_start": self._pid_start,
                 "returncode": self.returncode, **{f"net_{k}": v for k, v in self.network.state().items()}}
         state.write_json(self.state_dir / STATE_FILE, data)  # atomic, 0600
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,8 +26,23 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _ours() -> set[str]:
-    """Every container/network object on the host (the things `cleanup` owns), ours or another
-    running process's (the harness may run containers at the same time: tests compare before/after)."""
+    """Every container/network object on the host (the things `cleanup` owns) that no *other* live process
+    owns (another run or another test session may create containers at the same time: such objects,
+    recorded as theirs in runtime.state, neither count as our leak nor must cleanup remove them)."""
+    from runtime import state
+
+    def foreign(item: str) -> bool:
+        token = re.search(r"(?:ct|peer)-([0-9a-f]{8})|isl([0-9a-f]{8})", item)
+        if token is None:
+            return False
+        key = token.group(1) or token.group(2)
+        return any(state.owner_pid(p) not in (None, os.getpid()) and state.is_live(p)
+                   for p in STATE_ROOT.glob(f"*-{key}"))
+
+    return {item for item in _all_objects() if not foreign(item)}
+
+
+def _all_objects() -> set[str]:
     found = [line for line in open("/proc/self/mounts") if "isolab/ct-" in line]
     for root in (STATE_ROOT, SCRATCH_ROOT):
         if root.is_dir():
