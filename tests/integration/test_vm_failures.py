@@ -18,16 +18,34 @@ from runtime.spec import InstanceSpec
 pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.image]
 
 
+def _other_runs(path: Path) -> bool:
+    """A VM dir that another live process owns (another test session or run beside this one; not a
+    driver process this test started)."""
+    from runtime import state
+
+    pid = state.owner_pid(path)
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        parent = None
+    return parent != os.getpid() and state.is_live(path)
+
+
 def isolab_domains() -> list[str]:
+    from runtime.vm.instance import VM_STATE_ROOT
+
     out = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
                          text=True, timeout=30).stdout.split()
-    return [n for n in out if n.startswith("isolab-vm-")]
+    return [n for n in out if n.startswith("isolab-vm-")
+            and not _other_runs(VM_STATE_ROOT / n.removeprefix("isolab-"))]
 
 
 def vm_dirs() -> list[Path]:
     from runtime.vm.instance import VM_STATE_ROOT
 
-    return sorted(VM_STATE_ROOT.glob("vm-*")) if VM_STATE_ROOT.is_dir() else []
+    return sorted(p for p in VM_STATE_ROOT.glob("vm-*") if not _other_runs(p)) if VM_STATE_ROOT.is_dir() else []
 
 
 @pytest.fixture(scope="module")
