@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from runtime.errors import SpecError
 from runtime.platform import platform_names, validate_platform_names
-from scenarios.base import SCENARIOS, validate_profile, validate_scenario_names
+from scenarios.base import SCENARIOS, expand_scenario_names, validate_profile, validate_scenario_names
 
 DEFAULT_REPETITIONS = {"quick": 3, "full": 10}
 # Repetitions extend while any metric's CV is above the target, up to this cap (like Phoronix's
@@ -81,7 +81,7 @@ def parse_selection(platforms: str | None, scenarios: str | None, profile: str, 
                     cv_target: float = DEFAULT_CV_TARGET) -> RunConfig:
     return RunConfig(
         platforms=tuple(split_names(platforms)) or tuple(platform_names()),
-        scenarios=tuple(split_names(scenarios)) or SCENARIOS,
+        scenarios=tuple(expand_scenario_names(split_names(scenarios))) or SCENARIOS,
         profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
         cv_target=cv_target,
     )

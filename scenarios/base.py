@@ -30,7 +30,9 @@ from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance
 from runtime.spec import ExecResult, InstanceSpec
 
-SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint")
+SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint", "isolation_visibility")
+# Names that select several scenarios at once (`--scenario isolation`).
+SCENARIO_GROUPS = {"isolation": tuple(n for n in SCENARIOS if n.startswith("isolation_"))}
 PROFILES = ("quick", "full")
 
 RawSink = Callable[[str, str], None]  # (name, text): keep a tool's raw output with the results
@@ -53,8 +55,19 @@ class Sample:
 def validate_scenario_names(names: Sequence[str]) -> list[str]:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
-        raise SpecError(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+        choices = ", ".join((*SCENARIOS, *SCENARIO_GROUPS))
+        raise SpecError(f"unknown scenario {', '.join(unknown)}: choose from {choices}")
     return list(names)
+
+
+def expand_scenario_names(names: Sequence[str]) -> list[str]:
+    """Replace group names ('isolation') by their scenarios, keeping order and dropping repeats."""
+    expanded: list[str] = []
+    for name in names:
+        for member in SCENARIO_GROUPS.get(name, (name,)):
+            if member not in expanded:
+                expanded.append(member)
+    return validate_scenario_names(expanded)
 
 
 def validate_profile(name: str) -> str:
