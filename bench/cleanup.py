@@ -12,12 +12,14 @@ from runtime.errors import IsolabError, PlatformUnavailable
 from runtime.image.build import sweep_partial_builds
 from runtime.platform import load_platform, platform_names
 from runtime.sweep import sweep
+from scenarios import hostmarkers
 
 
 def cleanup_host() -> list[str]:
     removed: list[str] = []
     problems: list[str] = []
     try:
+        removed += hostmarkers.sweep_leftovers()  # before sweep(): it reads the markers' records
         removed += sweep()
     except Exception as exc:  # report, and still try the rest
         problems.append(f"sweep: {exc}")

@@ -4,8 +4,8 @@ One `HostMarkers` set holds, under a unique token `isl-probe-<pid>-<hex>`: a sle
 (argv[0] is the token), a marker file outside any image (/run/isolab/probe-<token>/marker), a tmpfs
 mounted with the token as its source (it shows in every mountinfo of the host's mount namespace), a
 SysV message queue and a POSIX message queue (`/<token>`). The set is a context manager and removes
-all of it; what a killed run left is found by `sweep_leftovers` through the record file each set
-writes beside its marker, and only when the owning process is gone.
+all of it; what a killed run left is found by `sweep_leftovers` through the set's state record
+(runtime.state: owner pid and start time), and only when the owning process is gone.
 
 ctypes is used for msgget/msgctl and mq_open/mq_unlink: the standard library has no binding.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import secrets
 import shutil
@@ -24,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from runtime import state
 from runtime.linux import syscalls as sc
-from runtime.linux.process import pid_alive
 from runtime.naming import STATE_ROOT
 
 PROBE_PREFIX = "isl-probe-"
-RECORD = "markers.json"
+KIND = "isl-probe"  # runtime.state kind: the state dir is /run/isolab/isl-probe-<pid>-<hex>
 IPC_CREAT, IPC_EXCL, IPC_RMID = 0o1000, 0o2000, 0
 MARKER_SLEEP_S = 900  # the marker process ends by itself even if nothing removes it
 
@@ -69,8 +68,7 @@ class HostMarkers:
 
     def create(self) -> HostMarkers:
         try:
-            self.directory.mkdir(parents=True, mode=0o700)
-            self._record()
+            state.claim(self.directory, KIND)  # owner record: a sweep beside a live run spares it
             self.marker_file.write_text(self.token + "\n")
             self.mount_point.mkdir()
             sc.mount(self.token, self.mount_point, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "size=4k")
@@ -96,11 +94,8 @@ class HostMarkers:
         return self
 
     def _record(self) -> None:
-        data = {"owner_pid": os.getpid(), "token": self.token, "msg_id": self.msg_id, "mq_name": self.mq_name,
-                "pid": self.process.pid if self.process else None}
-        tmp = self.directory / f".{RECORD}.tmp"
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.directory / RECORD)
+        state.update(self.directory, token=self.token, msg_id=self.msg_id, mq_name=self.mq_name,
+                     pid=self.process.pid if self.process else None)
 
     def facts(self) -> dict[str, object]:
         assert self.process is not None
@@ -141,18 +136,9 @@ def sweep_leftovers() -> list[str]:
     if not STATE_ROOT.is_dir():
         return removed
     for directory in STATE_ROOT.glob(f"{PROBE_PREFIX}*"):
-        try:
-            record = json.loads((directory / RECORD).read_text())
-        except (OSError, ValueError):
-            record = {}
-        owner = record.get("owner_pid")
-        if owner is None:
-            try:
-                owner = int(directory.name[len(PROBE_PREFIX):].split("-")[0])
-            except ValueError:
-                owner = None
-        if owner is not None and pid_alive(owner):
+        if state.is_live(directory):
             continue
+        record = state.read(directory)
         pid = record.get("pid")
         if pid and _is_marker_process(pid, directory.name):
             os.kill(pid, signal.SIGKILL)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from runtime import state
 from runtime.container.platform import ContainerPlatform
 from runtime.naming import STATE_ROOT
 from runtime.native import NativePlatform
@@ -78,7 +79,7 @@ def test_markers_of_a_killed_run_are_swept(require_root):
     token = child.stdout.readline().strip()
     assert token.startswith(PROBE_PREFIX)
     assert (STATE_ROOT / token / "mnt").is_mount()
-    marker_pid = json.loads((STATE_ROOT / token / "markers.json").read_text())["pid"]
+    marker_pid = state.read(STATE_ROOT / token)["pid"]
     assert str(STATE_ROOT / token) not in sweep_leftovers()  # owner alive: spared
     assert (STATE_ROOT / token).exists()
     child.send_signal(signal.SIGKILL)
