@@ -21,7 +21,7 @@ import pandas as pd
 from bench import stats
 from bench.dataset import Dataset, load
 from bench.results import RunStore
-from reporting import platforms, plots
+from reporting import isolation, platforms, plots
 from reporting.claims import claims_frame
 from reporting.summary import pairwise_mann_whitney, summary_frame
 from runtime.platform import PlatformInfo
@@ -201,7 +201,8 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
     infos = platforms.platform_infos(data.platforms_env,
                                      [*config.get("platforms", []), *sorted({s.platform for s in samples})])
     base = platforms.baseline(infos)
-    summary = summary_frame(samples, base, data.hosts) if samples else pd.DataFrame()
+    magnitudes = [s for s in samples if not isolation.is_boolean(s.unit)]  # yes/no answers: the matrix only
+    summary = summary_frame(magnitudes, base, data.hosts) if magnitudes else pd.DataFrame()
     parts = [f"<h1>isolab report — run {html.escape(data.name)}</h1>",
              f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
              f'{_repetitions_text(config)}, '
@@ -230,7 +231,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
             parts.append(_scenario_table(group, infos))
             for (metric, unit), metric_group in group.groupby(["metric", "unit"], sort=True):
                 parts.append(f'<div class="plot">{plots.medians_with_ci(metric_group, metric, unit, infos)}</div>')
-        versus = pairwise_mann_whitney(samples, platforms.contrasting_pairs(infos), data.hosts)
+        versus = pairwise_mann_whitney(magnitudes, platforms.contrasting_pairs(infos), data.hosts)
         if not versus.empty:
             parts.append("<h2>platforms of different kinds, pairwise (Mann-Whitney U, two-sided)</h2>")
             parts.append(versus.style.hide(axis="index").format(precision=4).to_html())
@@ -238,6 +239,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         (out_dir / f"{data.name}.tex").write_text(
             summary.drop(columns=["ci_method", "ratio_ci_method", "ratio_note", "ratio_to_native"], errors="ignore")
             .style.hide(axis="index").format(precision=4).to_latex(hrules=True))
+    parts.append(isolation.section(samples, data.path, infos))
     parts.append("<h2>environment</h2>" + _env_section(env))
     document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {data.name}"
                 f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")

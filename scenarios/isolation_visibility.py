@@ -31,14 +31,14 @@ from scenarios.hostmarkers import HostMarkers
 
 NAME = "isolation_visibility"
 DESCRIPTION = "visibility audit: host processes, network, IPC, mounts, files, kernel interfaces seen from inside"
-TOOLS = ("sh", "perl", "cat", "head", "wc", "stat", "mknod", "nproc", "busybox")
+TOOLS = ("sh", "perl", "cat", "head", "wc", "stat", "mknod", "nproc", "busybox", "grep", "tr", "cut")
 PRECISION_METRICS = ("visible_memory_mib",)
 MIB = 2**20
 EXPOSED, ISOLATED, NOT_APPLICABLE = "exposed", "isolated", "n/a"
 
 PROFILES: dict[str, dict[str, object]] = {
-    "quick": {"memory_mib": 512, "cpus": 1.0},
-    "full": {"memory_mib": 512, "cpus": 1.0},
+    "quick": {"memory_mib": 512, "cpus": 1.0, "probe_timeout_s": 180},
+    "full": {"memory_mib": 512, "cpus": 1.0, "probe_timeout_s": 180},
 }
 
 # x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl); the probe checks `uname -m` first.
@@ -253,8 +253,8 @@ def _command_block(ctx: Context) -> str:
         return "echo no-host-disk"
     major, minor = ctx.host.root_disk
     hexid = f"{major:x}:{minor:x}"
-    return (f'node=""; for n in /dev/* /dev/*/*; do [ -b "$n" ] && [ "$(stat -c %t:%T "$n")" = {hexid} ] '
-            '&& node=$n && break; done; made=""; '
+    return (f"node=$(stat -c '%F|%t:%T|%n' /dev/* /dev/*/* 2>/dev/null | grep '^block special file|{hexid}|' "
+            "| head -n 1 | cut -d'|' -f3); made=\"\"; "
             f'if [ -z "$node" ]; then node=/dev/isl-blk-$$; mknod "$node" b {major} {minor} 2>&1 '
             '|| { echo mknod-refused; exit 0; }; made=1; fi; '
             'bytes=$(head -c 512 "$node" 2>/dev/null | wc -c); echo "node=$node bytes=$bytes"; '
@@ -319,7 +319,7 @@ PROBES: tuple[Probe, ...] = (
     # The pattern is the token with one character in brackets, so that the probe's own command line
     # (which holds the pattern, not the token) never matches itself.
     Probe("host_processes", "host processes visible (marker process)",
-          lambda c: ("for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\" 2>/dev/null; echo; done | "
+          lambda c: ("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | "
                      f"grep -a '{_self_excluding(str(c.host.markers['token']))}'; true"), _judge_processes),
     Probe("host_network", "host network interfaces visible",
           lambda c: "cat /sys/class/net/*/address 2>/dev/null; true", _judge_network),
@@ -378,7 +378,7 @@ def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sam
                       scratch=instance.scratch_dir)
         for probe in PROBES:
             command = probe.command(ctx)
-            result = instance.exec(["sh", "-c", command], timeout=60)
+            result = instance.exec(["sh", "-c", command], timeout=float(params["probe_timeout_s"]))  # type: ignore[arg-type]
             out = result.stdout
             if result.returncode != 0:
                 answer, why = NOT_APPLICABLE, f"probe exited {result.returncode}: {result.stderr_tail()}"
@@ -386,6 +386,7 @@ def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sam
                 answer, why = probe.judge(out, ctx)
             evidence.append({"question": probe.id, "text": probe.question, "answer": answer, "why": why,
                              "command": command, "returncode": result.returncode,
+                             "duration_s": round(result.duration_s, 3),
                              "stdout": out[-4000:], "stderr": result.stderr[-2000:]})
             if answer != NOT_APPLICABLE:
                 samples.append(Sample("exposed", 1.0 if answer == EXPOSED else 0.0, "yes/no",
