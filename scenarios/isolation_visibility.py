@@ -33,6 +33,11 @@ NAME = "isolation_visibility"
 DESCRIPTION = "visibility audit: host processes, network, IPC, mounts, files, kernel interfaces seen from inside"
 TOOLS = ("sh", "perl", "cat", "head", "wc", "stat", "mknod", "nproc", "busybox", "grep", "tr", "cut")
 PRECISION_METRICS = ("visible_memory_mib",)
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "exposed": ("yes/no", ("question",)),
+    "visible_memory_mib": ("MiB", ()),
+    "visible_cpus": ("cpus", ()),
+}
 MIB = 2**20
 EXPOSED, ISOLATED, NOT_APPLICABLE = "exposed", "isolated", "n/a"
 
