@@ -5,7 +5,8 @@
                     `python -m bench run`, e.g. `nox -s bench -- --profile full --platform container,vm`.
   nox -s tests      lint (ruff) and the whole test suite, unit and real integration tests (as root).
   nox -s setup      only the host setup (Debian packages, libvirtd) and the image.
-  nox -s report     rebuild the report of a run: `nox -s report -- RUN_ID` (default: latest).
+  nox -s report     rebuild the report of a run: `nox -s report -- RUN_ID` (default: latest);
+                    `nox -s report -- --compare RUN_A RUN_B`: what changed, per metric, with a verdict.
   nox -s cleanup    remove leftovers of crashed runs (mounts, cgroups, links, netns, domains).
 
 Host setup runs before the virtualenv is filled, because libvirt-python compiles against the

@@ -6,7 +6,10 @@
   python -m bench run [--platform native,container,vm] [--scenario cpu] [--profile quick|full]
                       [--repetitions N] [--max-repetitions M] [--cv-target 0.05]
                       [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
-  python -m bench report [RUN_ID]            (default: the latest run)
+  python -m bench report [RUN_ID|PATH]       (default: the latest run)
+  python -m bench report --compare A B       same as `compare A B`
+  python -m bench compare RUN_A RUN_B        per metric: change B vs A, its interval and a verdict
+  python -m bench merge RUN... --into NAME   several runs (hosts) as one dataset, then its report
   python -m bench cleanup                    remove what crashed runs left on this host
 
 Every error a user can cause ends as one line `isolab: error: ...` and a non-zero exit.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -84,8 +88,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.results import RunStore
     from reporting.html import build
 
+    if args.compare:
+        if args.run_id:
+            raise IsolabError("report: give either RUN_ID or --compare A B, not both")
+        return _compare(*args.compare)
     path = find(args.run_id) if args.run_id else RunStore.latest().path
     _say(f"report: {build(path).resolve()}")
+    return 0
+
+
+def _compare(first: str, second: str) -> int:
+    from bench import compare
+    from bench.dataset import find
+    from reporting.html import reports_root
+
+    a, b, frame = compare.compare(find(first), find(second))
+    for problem in a.problems:
+        _say(f"A ({a.name}): missing: {problem}")
+    for problem in b.problems:
+        _say(f"B ({b.name}): missing: {problem}")
+    for line in compare.text_table(frame):
+        _say(line)
+    csv_path, html_path = compare.write_outputs(frame, a, b, reports_root())
+    _say(f"compare: {html_path.resolve()} (table: {csv_path.resolve()})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    return _compare(args.run_a, args.run_b)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from bench.dataset import find
+    from bench.merge import merge
+    from bench.results import results_root
+    from reporting.html import build
+
+    into = Path(args.into) if "/" in args.into else results_root() / args.into
+    data = merge([find(source) for source in args.runs], into)
+    hosts = sorted(set(data.hosts.values()))
+    _say(f"merged {len(data.runs)} runs from {len(hosts)} host(s) ({', '.join(hosts)}): "
+         f"{len(data.samples)} samples in {into}")
+    for problem in data.problems:
+        _say(f"missing: {problem}")
+    if not args.no_report:
+        _say(f"report: {build(into).resolve()}")
     return 0
 
 
@@ -125,7 +172,19 @@ def parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write reports/<run-id>.html")
     report.add_argument("run_id", nargs="?")
+    report.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs instead")
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="per metric: the change from RUN_A to RUN_B and a verdict")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.set_defaults(func=cmd_compare)
+
+    merge = sub.add_parser("merge", help="several runs (e.g. from several hosts) as one dataset")
+    merge.add_argument("runs", nargs="+", metavar="RUN")
+    merge.add_argument("--into", required=True, help="name (under the results directory) or path of the dataset")
+    merge.add_argument("--no-report", action="store_true")
+    merge.set_defaults(func=cmd_merge)
 
     sub.add_parser("cleanup", help="remove leftovers of crashed runs").set_defaults(func=cmd_cleanup)
     return top

@@ -237,6 +237,7 @@ def load(path: Path | str) -> Dataset:
                                                 meta.get("run") if isinstance(meta.get("run"), dict) else {})
         if not dataset.runs:
             dataset.problems.append("run.json of this merged dataset lists no runs")
+        dataset.problems += [str(p) for p in info.get("problems") or []]  # type: ignore[union-attr]
     else:
         env = _read_json(path / "env.json", dataset.problems, "the host, its tools and the platforms' mechanisms")
         run_id = str(info.get("run_id") or path.name)

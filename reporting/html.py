@@ -23,7 +23,7 @@ from bench.dataset import Dataset, load
 from bench.results import RunStore
 from reporting import isolation, platforms, plots
 from reporting.claims import claims_frame
-from reporting.summary import pairwise_mann_whitney, summary_frame
+from reporting.summary import by_host, pairwise_mann_whitney, summary_frame
 from runtime.platform import PlatformInfo
 
 CSS = """
@@ -226,6 +226,10 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         claims = claims_frame(summary, infos, samples, data.hosts)
         parts.append("<h2>claims: the literature next to this host</h2>")
         parts.append(claims.style.hide(axis="index").to_html())
+        if summary["host"].nunique() > 1:  # a fleet: one column per host × platform, hosts never pooled
+            parts.append(f"<p class=\"meta\">Hosts: {html.escape(', '.join(sorted(set(summary.host))))}. "
+                         "Each platform is shown per host; ratios compare platforms on the same host.</p>")
+            summary, infos = by_host(summary, infos)
         for scenario, group in summary.groupby("scenario", sort=True):
             parts.append(f"<h2>{html.escape(str(scenario))}</h2>")
             parts.append(_scenario_table(group, infos))

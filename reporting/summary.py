@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pandas as pd
 
 from bench import stats
 from bench.results import SampleRecord, variant_of
+from runtime.platform import PlatformInfo
 
 KEYS = ["scenario", "metric", "variant", "unit"]
 INSTANCE_KEY = "instance"  # sample metadata: the instance's index within its repetition
@@ -151,6 +153,25 @@ def summary_frame(samples: list[SampleRecord], baseline: str | None = None,
         row["ratio_to_native"] = row["ratio_to_baseline"]
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def by_host(summary: pd.DataFrame, infos: Mapping[str, PlatformInfo]) -> tuple[pd.DataFrame, dict[str, PlatformInfo]]:
+    """For a dataset from several hosts: every host × platform as a platform of its own, named
+    '<platform> @ <host>' (label, display name likewise), so that tables and plots that loop over
+    platforms show one column per host and never pool hosts. Ratios were already taken per host."""
+    if summary.empty:
+        return summary, dict(infos)
+    renamed = summary.assign(platform=[f"{p} @ {h}" if h else p for p, h in zip(summary.platform, summary.host,
+                                                                                   strict=True)])
+    views: dict[str, PlatformInfo] = {}
+    for name, host in summary[["platform", "host"]].drop_duplicates().itertuples(index=False):
+        info = infos.get(name)
+        key = f"{name} @ {host}" if host else name
+        if info is None:
+            continue
+        shown = f"{info.display_name} @ {host}" if host else info.display_name
+        views[key] = replace(info, name=key, display_name=shown)
+    return renamed, views
 
 
 def pairwise_mann_whitney(samples: list[SampleRecord], pairs: list[tuple[str, str]],
