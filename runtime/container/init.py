@@ -3,11 +3,12 @@ reaps zombies, forwards signals, exits with the workload's status, pauses when t
 and makes itself non-dumpable.
 
 It is built on the host with `gcc -static` on first use (gcc and libc6-dev come from host setup) and
-cached under <cache>/init/<hash of source and flags>/. Each runtime process copies it once into a
-sealed memfd; the container's first process fexecve()s that fd after pivot_root, capability drop and
-seccomp, with the container's environment only. So pid 1 is no fork of the runtime's Python process
-(none of its memory, environment or fds survive the exec), and the file it runs is not a host file
-the container could reach (like runc's cloned binary).
+cached under <cache>/init/<hash of source and flags>/; ISOLAB_CONTAINER_INIT names a prebuilt binary
+instead (for a machine without a compiler, e.g. a test guest given the host's build). Each runtime
+process copies it once into a sealed memfd; the container's first process fexecve()s that fd after
+pivot_root, capability drop and seccomp, with the container's environment only. So pid 1 is no fork
+of the runtime's Python process (none of its memory, environment or fds survive the exec), and the
+file it runs is not a host file the container could reach (like runc's cloned binary).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def binary_path(cache: Path = CACHE_ROOT) -> Path:
 
 def build(cache: Path = CACHE_ROOT) -> Path:
     """The compiled init, built now if this source was never built on this host."""
+    if prebuilt := os.environ.get("ISOLAB_CONTAINER_INIT"):
+        if not os.path.isfile(prebuilt):
+            raise PlatformUnavailable(f"container: ISOLAB_CONTAINER_INIT={prebuilt} is not a file")
+        return Path(prebuilt)
     path = binary_path(cache)
     if path.is_file():
         return path
