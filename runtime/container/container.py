@@ -69,7 +69,8 @@ def dir_usage_bytes(path: Path) -> int:
 class Container:
     """A container from read-only `layers` (base first) plus its own writable layer.
 
-    argv None runs a sleeping init (for `exec`); with `init` False argv itself is pid 1 (like crun).
+    argv None runs a pausing init (isolab-init, runtime.container.init; for `exec`); with `init` False argv
+    itself is pid 1 (like crun).
     `volatile` mounts the writable layer without syncs (like podman for --rm containers): only for
     layers that are discarded on exit and workloads that do not rely on fsync.
     """

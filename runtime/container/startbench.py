@@ -29,10 +29,12 @@ from pathlib import Path
 from runtime.container.container import Container
 from runtime.container.hardening import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 from runtime.linux import syscalls as sc
-from runtime.naming import STATE_ROOT
+from runtime.naming import STATE_ROOT, write_owner
 from runtime.spec import InstanceSpec
 
-BENCH_DIR = STATE_ROOT / "oci-startbench"
+# per process: two benchmark runs at once must not remove each other's bundle or cgroup
+BENCH_NAME = f"oci-startbench-{os.getpid()}"
+BENCH_DIR = STATE_ROOT / BENCH_NAME
 SECTION = "## Container start latency"
 
 
@@ -58,7 +60,7 @@ def oci_config(rootfs: Path) -> dict[str, object]:
              "options": ["nosuid", "noexec", "nodev", "ro"]},
         ],
         "linux": {
-            "cgroupsPath": "/isolab/oci-startbench",
+            "cgroupsPath": f"/isolab/{BENCH_NAME}",
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS),
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     rootfs = ensure_image().rootfs
     mntns = crun_mount_namespace()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    write_owner(BENCH_DIR)  # a live owner: cleanup sweeps spare it
     bundle = BENCH_DIR / "bundle"
     bundle.mkdir(exist_ok=True)
     (bundle / "config.json").write_text(json.dumps(oci_config(rootfs), indent=2))
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples[name] += values
     finally:
         shutil.rmtree(BENCH_DIR, ignore_errors=True)
-        for root in Path("/sys/fs/cgroup").glob("*/isolab/oci-startbench"):
+        for root in Path("/sys/fs/cgroup").glob(f"*/isolab/{BENCH_NAME}"):
             os.rmdir(root)
         for root in Path("/sys/fs/cgroup").glob("*/isolab"):
             try:
