@@ -12,6 +12,7 @@ import platform as host_platform
 from collections.abc import Sequence
 from pathlib import Path
 
+from runtime.container import init as pid1
 from runtime.container import seccomp
 from runtime.container.cgroups import cgroup_version
 from runtime.container.container import Container
@@ -105,6 +106,8 @@ class ContainerPlatform(Platform):
             import pyroute2  # noqa: F401
         except (IsolabError, ImportError) as exc:
             raise PlatformUnavailable(f"container: {exc}") from exc
+        seccomp.program("default", DEFAULT_CAP_NAMES)  # libseccomp's bindings are there
+        pid1.build()  # the container init is built (or can be)
 
     def create(self, spec: InstanceSpec) -> ContainerInstance:
         layers = self.layer_store().resolve(self.image_name) + self.extra_layers
