@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from runtime import state
 from runtime.container.container import Container
 from runtime.container.hardening import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 from runtime.linux import syscalls as sc
-from runtime.naming import STATE_ROOT, write_owner
+from runtime.naming import STATE_ROOT
 from runtime.spec import InstanceSpec
 
 # per process: two benchmark runs at once must not remove each other's bundle or cgroup
@@ -244,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rootfs = ensure_image().rootfs
     mntns = crun_mount_namespace()
-    BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    write_owner(BENCH_DIR)  # a live owner: cleanup sweeps spare it
+    state.claim(BENCH_DIR, "startbench")  # an owner record: cleanup sweeps spare a live benchmark's dir
     bundle = BENCH_DIR / "bundle"
     bundle.mkdir(exist_ok=True)
     (bundle / "config.json").write_text(json.dumps(oci_config(rootfs), indent=2))
