@@ -65,8 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     hostsetup.ensure_host(lambda msg: _say(f"setup: {msg}"))
     image = images.build(console)
     _say(f"run: platforms {', '.join(config.platforms)}; scenarios {', '.join(config.scenarios)}; "
-         f"profile {config.profile}; {config.reps} repetitions per cell, up to {config.max_reps} "
-         f"while CV > {100 * config.cv_target:.0f}%")
+         f"profile {config.profile}; {config.reps_text()}")
     result = execute(config, image, _say, resume=resume, command_line=["python", "-m", "bench", *sys.argv[1:]])
     _say(f"results: {result.store.path}")
     for line in result.skipped:

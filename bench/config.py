@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 from runtime.errors import SpecError
 from runtime.platform import platform_names, validate_platform_names
+from scenarios import base as scenario_base
 from scenarios.base import SCENARIOS, expand_scenario_names, validate_profile, validate_scenario_names
 
-DEFAULT_REPETITIONS = {"quick": 3, "full": 10}
+DEFAULT_REPETITIONS = {"quick": 3, "full": 10}  # scenarios may ask for more (their REPETITIONS)
 # Repetitions extend while any metric's CV is above the target, up to this cap (like Phoronix's
 # dynamic run count); the cap is per profile, or twice the requested repetitions. The quick (CI)
 # profile does not extend, so that its run time stays predictable.
@@ -60,12 +61,32 @@ class RunConfig:
             return 2 * self.repetitions
         return DEFAULT_MAX_REPETITIONS[self.profile]
 
+    def reps_for(self, scenario: str) -> int:
+        """Repetitions a cell of `scenario` gets at least: --repetitions, else the scenario's own
+        REPETITIONS for the profile (e.g. 6 where 95 % intervals are affordable), else the profile's."""
+        if self.repetitions is not None:
+            return self.repetitions
+        own = getattr(scenario_base.load(scenario), "REPETITIONS", {})
+        return int(own.get(self.profile, DEFAULT_REPETITIONS[self.profile]))
+
+    def max_reps_for(self, scenario: str) -> int:
+        """The extension cap of a cell of `scenario` (never below its minimum)."""
+        return max(self.max_reps, self.reps_for(scenario))
+
     def cells(self) -> list[tuple[str, str]]:
         """(platform, scenario) in run order: scenario-major, so platforms alternate per scenario."""
         return [(p, s) for s in self.scenarios for p in self.platforms]
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "reps": self.reps, "max_reps": self.max_reps}
+        return {**asdict(self), "reps": self.reps, "max_reps": self.max_reps,
+                "reps_per_scenario": {s: self.reps_for(s) for s in self.scenarios}}
+
+    def reps_text(self) -> str:
+        """E.g. '3 repetitions per cell (startup 6, footprint 6), up to 3 while CV > 5%'."""
+        own = {s: self.reps_for(s) for s in self.scenarios if self.reps_for(s) != self.reps}
+        special = f" ({', '.join(f'{s} {n}' for s, n in own.items())})" if own else ""
+        return (f"{self.reps} repetitions per cell{special}, up to {self.max_reps} "
+                f"while CV > {100 * self.cv_target:.0f}%")
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RunConfig:

@@ -95,7 +95,7 @@ class Harness:
         total = len(self.config.cells()) - len(self.skip_cells)
         label = f"[{index}/{total}] {platform_name} × {scenario_name}"
         started = time.monotonic()
-        reps, max_reps = self.config.reps, self.config.max_reps
+        reps, max_reps = self.config.reps_for(scenario_name), self.config.max_reps_for(scenario_name)
         try:
             platform = self.platform(platform_name)
         except PlatformUnavailable as exc:
@@ -111,15 +111,19 @@ class Harness:
         done = 0
         failure = ""
         try:
-            per_metric: dict[str, list[float]] = defaultdict(list)
+            by_rep: dict[str, dict[int, list[float]]] = defaultdict(dict)
             extend_note = ""
+
+            def unit_values() -> dict[str, list[float]]:
+                """One value per repetition (median of its instances' samples): repetitions are the units."""
+                return {key: [statistics.median(v) for v in reps_.values()] for key, reps_ in by_rep.items()}
 
             def enough_yet() -> None:
                 """Before each round: stop at the minimum if every CV is on target, else extend."""
                 nonlocal extend_note
                 if done < reps:
                     return
-                metric, cv = noisiest(per_metric, getattr(module, "PRECISION_METRICS", None))
+                metric, cv = noisiest(unit_values(), getattr(module, "PRECISION_METRICS", None))
                 if cv <= self.config.cv_target or done >= max_reps:
                     raise _EnoughRepetitions
                 extend_note = (f" (extending: CV {100 * cv:.1f}% > {100 * self.config.cv_target:.0f}% "
@@ -141,7 +145,8 @@ class Harness:
                             run_id=self.store.run_id, platform=platform_name, scenario=scenario_name,
                             metric=sample.metric, value=float(sample.value), unit=sample.unit,
                             repetition=rep, metadata={**sample.metadata, **metadata()}, variant=variant))
-                        per_metric[f"{sample.metric}[{variant}] ({sample.unit})"].append(float(sample.value))
+                        key = f"{sample.metric}[{variant}] ({sample.unit})"
+                        by_rep[key].setdefault(rep, []).append(float(sample.value))
                     done += 1
 
                 try:
@@ -150,7 +155,7 @@ class Harness:
                 except _EnoughRepetitions:
                     pass
                 benchmark.extra_info.update(  # type: ignore[attr-defined]
-                    {key: statistics.median(values) for key, values in per_metric.items()})
+                    {key: statistics.median(values) for key, values in unit_values().items()})
 
             if hasattr(module, "run_platform"):
                 measure(lambda raw: module.run_platform(platform, params, raw), dict)

@@ -185,7 +185,10 @@ def _env_section(env: dict[str, object]) -> str:
 
 def _repetitions_text(config: dict[str, object]) -> str:
     reps, cap = config.get("reps"), config.get("max_reps", config.get("reps"))
-    if cap == reps:
+    own = {s: n for s, n in (config.get("reps_per_scenario") or {}).items() if n != reps}  # type: ignore[union-attr]
+    if own:
+        reps = f"{reps} ({', '.join(f'{s}: {n}' for s, n in own.items())})"
+    if cap == config.get("reps"):
         return f"{reps} repetitions per cell"
     target = 100 * float(config.get("cv_target", 0.05))  # type: ignore[arg-type]
     return f"{reps} to {cap} repetitions per cell (extended while CV &gt; {target:.0f}%)"

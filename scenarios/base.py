@@ -7,6 +7,7 @@ A scenario module (modelled on PerfKitBenchmarker's benchmark modules) declares:
   PROFILES: dict[str, dict]    parameters per profile ("quick" for CI, "full" for papers): data, not code
   METRICS: dict                metric -> (unit, metadata keys of its variant): what it emits (claims,
                                reports and tests read it; instance facts and `instance` are not variant keys)
+  REPETITIONS: dict            (optional) minimum repetitions per profile, above the harness default
   PRECISION_METRICS: tuple     (optional) metrics whose CV decides whether repetitions extend; default:
                                all. Tail latencies are noisy by nature and should not drive the run length.
   instance_spec(params) -> InstanceSpec      (optional; default: InstanceSpec())

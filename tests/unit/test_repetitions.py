@@ -1,0 +1,31 @@
+"""Per-scenario minimum repetitions (quick profile: 6 where a 95 % interval is affordable)."""
+
+from bench.config import RunConfig
+from scenarios import base as scenario_base
+
+
+def test_scenarios_may_ask_for_more_repetitions():
+    config = RunConfig(platforms=("native",), scenarios=("cpu", "startup", "footprint"))
+    assert [config.reps_for(s) for s in config.scenarios] == [3, 6, 6]
+    assert config.max_reps_for("startup") == 6 and config.max_reps_for("cpu") == 3
+    assert config.to_dict()["reps_per_scenario"] == {"cpu": 3, "startup": 6, "footprint": 6}
+    assert config.reps_text().startswith("3 repetitions per cell (startup 6, footprint 6)")
+
+
+def test_repetitions_on_the_command_line_win():
+    config = RunConfig(platforms=("native",), scenarios=("startup",), repetitions=2)
+    assert config.reps_for("startup") == 2 and config.max_reps_for("startup") == 4
+
+
+def test_full_profile_keeps_its_default():
+    config = RunConfig(platforms=("native",), scenarios=("startup",), profile="full")
+    assert config.reps_for("startup") == 10
+
+
+def test_declared_repetitions_reach_95_percent():
+    from bench import stats
+
+    for name in scenario_base.SCENARIOS:
+        for profile, n in getattr(scenario_base.load(name), "REPETITIONS", {}).items():
+            assert profile in scenario_base.PROFILES
+            assert stats.median_interval([float(i) for i in range(n)]).reaches(), (name, n)
