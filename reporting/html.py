@@ -21,7 +21,7 @@ import pandas as pd
 from bench import stats
 from bench.dataset import Dataset, load
 from bench.results import RunStore
-from reporting import isolation, platforms, plots
+from reporting import isolation, noisy, platforms, plots
 from reporting.claims import claims_frame
 from reporting.summary import by_host, pairwise_mann_whitney, summary_frame
 from runtime.platform import PlatformInfo
@@ -247,6 +247,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
             summary.drop(columns=["ci_method", "ratio_ci_method", "ratio_note", "ratio_to_native"], errors="ignore")
             .style.hide(axis="index").format(precision=4).to_latex(hrules=True))
     parts.append(isolation.section(samples, data.path, infos))
+    parts.append(noisy.section(samples, data.path, infos))
     parts.append("<h2>environment</h2>" + _env_section(env))
     document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {data.name}"
                 f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")

@@ -31,7 +31,8 @@ from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance
 from runtime.spec import ExecResult, InstanceSpec
 
-SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint", "isolation_visibility")
+SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint", "isolation_visibility",
+             "isolation_noisy")
 # Names that select several scenarios at once (`--scenario isolation`).
 SCENARIO_GROUPS = {"isolation": tuple(n for n in SCENARIOS if n.startswith("isolation_"))}
 PROFILES = ("quick", "full")

@@ -1,0 +1,542 @@
+"""Noisy neighbour (the Isolation Benchmark Suite's method, Matthews et al. 2007): how much a misbehaving
+instance degrades a well-behaved one on the same platform, and whether the misbehaviour reaches the host.
+
+Per repetition and setting, two instances of the platform: a *victim* (no limits) and an *aggressor*.
+The victim runs each of its fixed workloads (`workloads`) first with the aggressor idle (stressor
+`none`), then while the aggressor runs each stressor (`stressors`). Every victim figure is a sample
+(metadata `setting`, `stressor`); the report turns alone vs contended into a degradation in % with an
+interval at its real level (reporting.noisy, bench.stats.ratio). The instance is the unit of
+repetition: both instances are created and destroyed in every repetition.
+
+Victim workloads: `cpu` sysbench cpu, 1 thread (events/s); `memory` sysbench memory sequential read,
+1 thread (MiB/s); `disk` fio 4 KiB random read, O_DIRECT, queue depth 8 (IOPS); `network` netperf
+TCP_RR mean latency (µs) against a peer namespace on the suite's bridge (scenarios.network's peer).
+Stressors, in the aggressor: `cpu` stress-ng --cpu on every cpu it has; `memory` stress-ng --vm
+allocating and touching `memory_stress_mib` (more than the limited setting's memory limit, so the limit
+is reached); `forkbomb` a shell fork bomb (`f() { f | f & }; f`); `disk` fio sequential 1 MiB direct
+writes; `net_send` / `net_recv` iperf3 with 4 streams to / from the peer. The fork bomb runs last and
+ends with the aggressor's destruction (nothing short of that stops a fork bomb).
+
+Settings: `limited`: the aggressor gets the same InstanceSpec on every platform (`limits`: cpu quota,
+memory, pids, disk read/write throttle, bandwidth cap). `unlimited`: no cpu, disk or network limit; only
+the safety bounds (`safety`: memory and pids) that keep the memory and fork-bomb stressors off the host.
+
+Safety. The memory and fork-bomb stressors run only where they are bounded, decided from what the
+aggressor enforces (`instance.ignored_limits()`) and whether it runs its own kernel (its boot id is not
+the host's), never from the platform's name: the memory stressor needs an enforced memory limit; the
+fork bomb an enforced pids limit, or its own kernel with an enforced memory limit (a guest). Elsewhere
+(native: every limit ignored, the host's kernel) they are skipped with the reason in `noisy.json`.
+A watchdog on the host destroys the aggressor `watchdog_s` after a stressor started if it is still
+running. A host heartbeat (scenarios.heartbeat: a 10 ms sleep loop in a host process) runs during every
+stressor; its p99 and max lateness (ms) are samples.
+
+Profiles. `full`: every workload, every stressor, both settings. `quick` (CI, inside the quick profile's
+25 min budget on a 2-core host with the VM under TCG): victim cpu only, stressors cpu, memory and fork
+bomb (the two that must not reach the host, and the one every platform shares), the limited setting only
+(the one comparable across platforms), 2 s measurements. Its wall time per platform is in
+docs/benchmarks.md.
+
+Traffic goes only to the peer on the suite's bridge (checked by scenarios.network's peer).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import IsolabError, SpecError
+from runtime.platform import Instance, Platform
+from runtime.spec import ExecResult, InstanceSpec, parse_rate, parse_size
+from scenarios import heartbeat
+from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.parsers import ParseError, fio, netperf, sysbench
+
+NAME = "isolation_noisy"
+DESCRIPTION = ("noisy neighbour: victim cpu/memory/disk/network degradation beside an aggressor running cpu, "
+               "memory, fork-bomb, disk and network stressors, unlimited and limited; host heartbeat lateness")
+TOOLS = ("sysbench", "stress-ng", "fio", "netperf", "iperf3", "timeout", "cat", "kill", "sh")
+_KEYS = ("setting", "stressor")
+#: workload -> (metric, unit, higher is better); the report reads this to orient the degradation.
+VICTIM: dict[str, tuple[str, str, bool]] = {
+    "cpu": ("victim_cpu_events_per_s", "events/s", True),
+    "memory": ("victim_memory_bandwidth", "MiB/s", True),
+    "disk": ("victim_disk_randread_iops", "IOPS", True),
+    "network": ("victim_rr_latency_mean", "µs", False),
+}
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "victim_cpu_events_per_s": ("events/s", _KEYS),
+    "victim_memory_bandwidth": ("MiB/s", _KEYS),
+    "victim_disk_randread_iops": ("IOPS", _KEYS),
+    "victim_rr_latency_mean": ("µs", _KEYS),
+    "heartbeat_lateness_p99": ("ms", _KEYS),
+    "heartbeat_lateness_max": ("ms", _KEYS),
+}
+PRECISION_METRICS = ("victim_cpu_events_per_s", "victim_memory_bandwidth", "victim_disk_randread_iops")
+
+WORKLOADS = tuple(VICTIM)
+STRESSORS = ("cpu", "memory", "forkbomb", "disk", "net_send", "net_recv")
+SETTINGS = ("unlimited", "limited")
+ALONE = "none"  # the stressor value of the victim's solo measurement
+EVIDENCE_FILE = "noisy.json"
+FIO_FILE = "isolab-noisy-victim.dat"
+AGGRESSOR_FILE = "isolab-noisy-aggressor.dat"
+PIDFILE = "/tmp/isolab-noisy-stressor.pid"
+NET_MODES = ("bridge", "host")  # the peer is reachable from these (host: bound to the bridge's host address)
+HEARTBEAT_P99_LIMIT_MS = 100.0  # done-when of issue 10: the host keeps its 10 ms beat during the bombs
+
+_LIMITS = {"cpus": 0.5, "memory_mib": 512, "pids_max": 128, "io_read_bps": "20M", "io_write_bps": "20M",
+           "bandwidth": "100mbit"}
+_SAFETY = {"memory_mib": 2048, "pids_max": 1024}
+PROFILES: dict[str, dict[str, object]] = {
+    "quick": {"workloads": ["cpu"], "stressors": ["cpu", "memory", "forkbomb"], "settings": ["limited"],
+              "seconds": 2, "settle_s": 0.5, "watchdog_s": 60, "memory_stress_mib": 768,
+              "limits": _LIMITS, "safety": _SAFETY, "fio_file_mib": 64, "iperf3_port": 5201,
+              "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20},
+    "full": {"workloads": list(WORKLOADS), "stressors": list(STRESSORS), "settings": list(SETTINGS),
+             "seconds": 15, "settle_s": 2, "watchdog_s": 300, "memory_stress_mib": 768,
+             "limits": _LIMITS, "safety": _SAFETY, "fio_file_mib": 256, "iperf3_port": 5201,
+             "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20},
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated parameters."""
+
+    workloads: tuple[str, ...]
+    stressors: tuple[str, ...]  # in run order: the fork bomb last (it ends with the aggressor's destruction)
+    settings: tuple[str, ...]
+    seconds: int
+    settle_s: float
+    watchdog_s: float
+    memory_stress_mib: int
+    limited: InstanceSpec
+    safety: InstanceSpec
+    fio_file_mib: int
+    ports: tuple[int, int, int]  # iperf3, netserver, netperf data
+    server_wait_s: float
+
+    @property
+    def networked(self) -> bool:
+        return "network" in self.workloads or bool({"net_send", "net_recv"} & set(self.stressors))
+
+    def aggressor_spec(self, setting: str, network: str) -> InstanceSpec:
+        base = self.limited if setting == "limited" else self.safety
+        return InstanceSpec(**{**base.to_dict(), "network": network})
+
+
+def _names(params: dict[str, object], key: str, allowed: tuple[str, ...], problems: list[str]) -> tuple[str, ...]:
+    value = params.get(key)
+    if not isinstance(value, (list, tuple)) or not value:
+        problems.append(f"{key} must be a non-empty list (from {', '.join(allowed)})")
+        return ()
+    unknown = [str(v) for v in value if v not in allowed]
+    if unknown:
+        problems.append(f"unknown {key} {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return tuple(v for v in allowed if v in value)
+
+
+def _number(params: dict[str, object], key: str, problems: list[str], integer: bool = False) -> float:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
+            integer and int(value) != value):
+        problems.append(f"{key} must be a {'whole ' if integer else ''}number greater than zero, got {value!r}")
+        return 1
+    return value
+
+
+def _spec(values: object, what: str, problems: list[str]) -> InstanceSpec:
+    if not isinstance(values, dict):
+        problems.append(f"{what} must be a mapping of limits")
+        return InstanceSpec()
+    allowed = {"cpus", "cpuset", "memory_mib", "pids_max", "io_read_bps", "io_write_bps", "io_read_iops",
+               "io_write_iops", "bandwidth"}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        problems.append(f"{what}: unknown limits {', '.join(unknown)} (choose from {', '.join(sorted(allowed))})")
+        return InstanceSpec()
+    try:
+        fields: dict[str, Any] = {}
+        for key, value in values.items():
+            if key == "memory_mib":
+                fields["memory"] = parse_size(f"{value}M", f"{what} memory_mib")
+            elif key in ("io_read_bps", "io_write_bps"):
+                fields[key] = parse_size(value, f"{what} {key}")
+            elif key == "bandwidth":
+                fields[key] = parse_rate(value, f"{what} bandwidth")
+            elif key == "cpus":
+                fields[key] = float(value)
+            elif key == "cpuset":
+                fields[key] = str(value)
+            else:
+                fields[key] = int(value)
+        return InstanceSpec(**fields)
+    except (SpecError, TypeError, ValueError) as exc:
+        problems.append(f"{what}: {exc}")
+        return InstanceSpec()
+
+
+def plan(params: dict[str, object]) -> Plan:
+    """Check every parameter; all problems at once in one ScenarioError."""
+    problems: list[str] = []
+    workloads = _names(params, "workloads", WORKLOADS, problems)
+    stressors = _names(params, "stressors", STRESSORS, problems)
+    settings = _names(params, "settings", SETTINGS, problems)
+    seconds = int(_number(params, "seconds", problems, integer=True))
+    settle = float(_number(params, "settle_s", problems))
+    watchdog = float(_number(params, "watchdog_s", problems))
+    memory_stress = int(_number(params, "memory_stress_mib", problems, integer=True))
+    fio_mib = int(_number(params, "fio_file_mib", problems, integer=True))
+    ports = tuple(int(_number(params, k, problems, integer=True))
+                  for k in ("iperf3_port", "netperf_port", "netperf_data_port"))
+    wait = float(_number(params, "server_wait_s", problems))
+    limited = _spec(params.get("limits"), "limits", problems)
+    safety = _spec(params.get("safety"), "safety", problems)
+    if not problems:
+        if watchdog <= settle + seconds * len(workloads):
+            problems.append(f"watchdog_s ({watchdog:g}) must exceed the stressor's planned run "
+                            f"(settle_s + seconds × workloads = {settle + seconds * len(workloads):g} s)")
+        for name, spec in (("limits", limited), ("safety", safety)):
+            if spec.memory is None or spec.pids_max is None:
+                problems.append(f"{name} must set memory_mib and pids_max (they bound the memory and "
+                                "fork-bomb stressors)")
+        if limited.memory and memory_stress * 2**20 <= limited.memory:
+            problems.append(f"memory_stress_mib ({memory_stress}) must exceed limits.memory_mib "
+                            f"({limited.memory // 2**20}) so that the limited aggressor reaches its limit")
+        if any(not 0 < p < 65536 for p in ports):
+            problems.append(f"ports must lie in 1..65535, got {ports}")
+    if problems:
+        raise ScenarioError(f"{NAME}: bad parameters: " + "; ".join(problems))
+    order = tuple(s for s in stressors if s != "forkbomb") + (("forkbomb",) if "forkbomb" in stressors else ())
+    return Plan(workloads, order, settings, seconds, settle, watchdog, memory_stress, limited, safety, fio_mib,
+                (ports[0], ports[1], ports[2]), wait)
+
+
+# -- safety ----------------------------------------------------------------------------------------------
+
+def unbounded_reason(stressor: str, spec: InstanceSpec, ignored: dict[str, object], own_kernel: bool) -> str:
+    """Why `stressor` must not run in this aggressor ('' when it is bounded)."""
+    def enforced(limit: str) -> bool:
+        return limit in spec.limits() and limit not in ignored
+
+    if stressor == "memory" and not enforced("memory"):
+        return ("the memory stressor needs an enforced memory limit, and this aggressor's memory limit is "
+                f"{'ignored' if 'memory' in ignored else 'not set'} (instance.ignored_limits(): "
+                f"{', '.join(sorted(ignored)) or 'none'}): it would allocate on the host")
+    if stressor == "forkbomb" and not enforced("pids_max") and not (own_kernel and enforced("memory")):
+        return ("a fork bomb needs an enforced pids limit, or its own kernel with an enforced memory limit; this "
+                f"aggressor ignores {', '.join(sorted(ignored)) or 'nothing'} and "
+                f"{'runs its own kernel' if own_kernel else 'shares the host kernel (same boot id)'}: "
+                "it would fill the host's process table")
+    return ""
+
+
+def _own_kernel(instance: Instance) -> bool:
+    """True when the instance's boot id differs from the host's (a guest kernel)."""
+    host = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    inside = check(instance.exec(["cat", "/proc/sys/kernel/random/boot_id"], timeout=60), instance).stdout.strip()
+    return bool(inside) and inside != host
+
+
+# -- victim workloads ------------------------------------------------------------------------------------
+
+@dataclass
+class _Net:
+    """Where network traffic goes: the peer's address; in host mode bound to the bridge's host address."""
+
+    peer: Any
+    target: str
+    bind: str | None
+
+
+def _victim_argv(workload: str, p: Plan, scratch: str, net: _Net | None) -> list[str]:
+    s = str(p.seconds)
+    if workload == "cpu":
+        return ["sysbench", "cpu", "--threads=1", f"--time={s}", "--cpu-max-prime=10000", "run"]
+    if workload == "memory":
+        return ["sysbench", "memory", "--threads=1", f"--time={s}", "--memory-block-size=64M",
+                "--memory-total-size=1000T", "--memory-access-mode=seq", "--memory-oper=read", "run"]
+    if workload == "disk":
+        return ["fio", "--name=victim", f"--filename={scratch}/{FIO_FILE}", f"--size={p.fio_file_mib}M",
+                "--rw=randread", "--bs=4k", "--iodepth=8", "--ioengine=libaio", "--direct=1", "--time_based",
+                f"--runtime={s}", "--numjobs=1", "--output-format=json"]
+    assert net is not None
+    argv = ["netperf", "-H", net.target, "-p", str(p.ports[1]), "-l", s, "-t", "TCP_RR"]
+    if net.bind:
+        argv += ["-L", net.bind]
+    return [*argv, "--", "-P", f",{p.ports[2]}", "-o", "MEAN_LATENCY,TRANSACTION_RATE"]
+
+
+def _victim_value(workload: str, result: ExecResult) -> float:
+    text = result.stdout + result.stderr
+    if workload == "cpu":
+        figures = sysbench.parse(text)
+        if "events_per_second" not in figures:
+            raise ParseError("sysbench cpu output has no 'events per second' line")
+        return figures["events_per_second"]
+    if workload == "memory":
+        return sysbench.memory(text)["mib_per_second"]
+    if workload == "disk":
+        return fio.job(text, "victim").directions["read"].iops
+    return float(netperf.parse(text, ("MEAN_LATENCY", "TRANSACTION_RATE"))["MEAN_LATENCY"])
+
+
+def _measure_victim(victim: Instance, workload: str, p: Plan, net: _Net | None, raw: RawSink, tag: str) -> float:
+    result = victim.exec(_victim_argv(workload, p, victim.scratch_dir, net), timeout=p.seconds * 10 + 120)
+    raw(f"victim-{tag}-{workload}.txt", result.stdout + result.stderr)
+    try:
+        value = _victim_value(workload, result)
+    except (ParseError, KeyError) as exc:
+        raise ScenarioError(f"{NAME}: victim {workload} ({tag}) on {victim.platform}: {exc}") from exc
+    check(result, victim)
+    return value
+
+
+# -- stressors -------------------------------------------------------------------------------------------
+
+def stressor_command(stressor: str, p: Plan, scratch: str, net: _Net | None) -> str:
+    """The shell command that runs `stressor` until stopped (at most watchdog_s, by `timeout`)."""
+    t = int(p.watchdog_s)
+    if stressor == "cpu":
+        work = f"stress-ng --cpu 0 -t {t} --temp-path {scratch}"
+    elif stressor == "memory":
+        work = f"stress-ng --vm 2 --vm-bytes {p.memory_stress_mib // 2}M --vm-keep -t {t} --temp-path {scratch}"
+    elif stressor == "disk":
+        work = (f"fio --name=aggressor --filename={scratch}/{AGGRESSOR_FILE} --size=256M --rw=write --bs=1M "
+                f"--iodepth=16 --ioengine=libaio --direct=1 --time_based --runtime={t} --output-format=json")
+    elif stressor in ("net_send", "net_recv"):
+        assert net is not None
+        work = f"iperf3 -c {net.target} -p {p.ports[0]} -t {t} -P 4 --connect-timeout 10000"
+        if net.bind:
+            work += f" -B {net.bind}"
+        if stressor == "net_recv":
+            work += " -R"
+    elif stressor == "forkbomb":
+        return f"echo $$ > {PIDFILE}; f() {{ f | f & }}; f; sleep {t}"
+    else:
+        raise ScenarioError(f"{NAME}: unknown stressor {stressor!r}")
+    # sh execs into timeout: the pid file holds timeout's pid, and timeout forwards our TERM to the work.
+    return f"echo $$ > {PIDFILE}; exec timeout -s KILL {t + 5} {work}"
+
+
+class _Aggressor:
+    """The aggressor instance, its running stressor (a thread blocked in exec) and the host-side watchdog."""
+
+    def __init__(self, instance: Instance, p: Plan, log: Callable[[str], None]) -> None:
+        self.instance, self.p, self.log = instance, p, log
+        self._lock = threading.Lock()
+        self.destroyed = False
+        self.watchdog_fired = False
+        self.result: ExecResult | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+        self._stopping = False
+
+    def destroy(self) -> None:
+        with self._lock:
+            if self.destroyed:
+                return
+            self.destroyed = True
+        self.instance.destroy()
+
+    def _fire(self) -> None:
+        self.watchdog_fired = True
+        self.log(f"watchdog: the stressor still ran after {self.p.watchdog_s:g} s; destroying the aggressor")
+        self.destroy()
+
+    def start(self, stressor: str, net: _Net | None) -> None:
+        command = stressor_command(stressor, self.p, self.instance.scratch_dir, net)
+        self.result, self.error, self._stopping = None, None, False
+
+        def body() -> None:
+            try:
+                self.result = self.instance.exec(["sh", "-c", command], timeout=self.p.watchdog_s + 30)
+            except BaseException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=body, name=f"isolab-aggressor-{stressor}", daemon=True)
+        self._timer = threading.Timer(self.p.watchdog_s, self._fire)
+        self._timer.daemon = True
+        self._thread.start()
+        self._timer.start()
+
+    def died_early(self) -> str:
+        """Why the stressor ended before it was told to ('' while it runs)."""
+        if self._thread is None or self._thread.is_alive() or self._stopping:
+            return ""
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        r = self.result
+        return f"exited {r.returncode} early: {r.stderr_tail() or r.stdout.strip()[-200:]}" if r else "ended early"
+
+    def stop(self, stressor: str) -> str:
+        """Stop the stressor (the fork bomb: destroy the aggressor); '' or why it failed."""
+        early = self.died_early()
+        self._stopping = True
+        if stressor == "forkbomb":
+            self.destroy()
+        elif not self.destroyed:
+            try:
+                self.instance.exec(["sh", "-c", f"kill -TERM $(cat {PIDFILE})"], timeout=60)
+            except IsolabError as exc:
+                self.log(f"stop {stressor}: {exc}; destroying the aggressor")
+                self.destroy()
+        if self._thread is not None:
+            self._thread.join(timeout=self.p.watchdog_s + 60)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._thread is not None and self._thread.is_alive():
+            self.destroy()
+            return "the stressor did not end after it was stopped; the aggressor was destroyed"
+        return early
+
+
+# -- one repetition --------------------------------------------------------------------------------------
+
+def _prepare_victim(victim: Instance, p: Plan) -> None:
+    if "disk" in p.workloads:
+        result = victim.exec(["fio", "--name=layout", f"--filename={victim.scratch_dir}/{FIO_FILE}",
+                              f"--size={p.fio_file_mib}M", "--rw=write", "--bs=1M", "--direct=1",
+                              "--ioengine=libaio", "--iodepth=8", "--output-format=json"], timeout=1800)
+        check(result, victim)
+
+
+def _create_pair(platform: Platform, victim: InstanceSpec, aggressor: InstanceSpec) -> tuple[Instance, Instance]:
+    """Create both instances at once (a VM boot is mostly waiting); on any failure destroy what started."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="isolab-noisy-create") as pool:
+        futures = [pool.submit(platform.create, spec) for spec in (victim, aggressor)]
+        made: list[Instance] = []
+        errors: list[BaseException] = []
+        for future in futures:
+            try:
+                made.append(future.result())
+            except BaseException as exc:  # collect, destroy the other, then raise the first
+                errors.append(exc)
+    if errors:
+        for instance in made:
+            instance.destroy()
+        raise errors[0]
+    return made[0], made[1]
+
+
+def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | None, raw: RawSink,
+             log: Callable[[str], None], evidence: list[dict[str, object]]) -> list[Sample]:
+    samples: list[Sample] = []
+    spec = p.aggressor_spec(setting, mode)
+    with ExitStack() as stack:
+        victim_instance, aggressor_instance = _create_pair(platform, InstanceSpec(network=mode), spec)
+        victim = stack.enter_context(victim_instance)
+        aggressor = _Aggressor(aggressor_instance, p, log)
+        stack.callback(aggressor.destroy)
+        log(f"{setting}: victim {victim.instance_id}, aggressor {aggressor.instance.instance_id} "
+            f"({spec.limits()})")
+        require_tools(victim, TOOLS)
+        require_tools(aggressor.instance, TOOLS)
+        _prepare_victim(victim, p)
+        ignored = aggressor.instance.ignored_limits()
+        own_kernel = _own_kernel(aggressor.instance)
+        for stressor in (ALONE, *p.stressors):
+            record: dict[str, object] = {"setting": setting, "stressor": stressor, "limits": spec.limits(),
+                                         "ignored_limits": sorted(ignored), "own_kernel": own_kernel}
+            evidence.append(record)
+            why = "" if stressor == ALONE else unbounded_reason(stressor, spec, ignored, own_kernel)
+            if why:
+                record.update(outcome="skipped", why=why)
+                log(f"{setting}/{stressor}: skipped: {why}")
+                continue
+            if aggressor.destroyed:
+                record.update(outcome="skipped", why="the aggressor was destroyed by an earlier stressor's watchdog")
+                continue
+            meta = {"setting": setting, "stressor": stressor}
+            values: dict[str, float] = {}
+            began = time.monotonic()
+            with heartbeat.Heartbeat() as beat:
+                if stressor != ALONE:
+                    aggressor.start(stressor, net)
+                time.sleep(p.settle_s)
+                try:
+                    for workload in p.workloads:
+                        early = aggressor.died_early() if stressor != ALONE else ""
+                        if early:
+                            break
+                        values[workload] = _measure_victim(victim, workload, p, net, raw, f"{setting}-{stressor}")
+                    else:
+                        early = aggressor.died_early() if stressor != ALONE else ""
+                finally:
+                    stopping = time.monotonic()
+                    failed = aggressor.stop(stressor) if stressor != ALONE else ""
+                    record["stop_s"] = round(time.monotonic() - stopping, 2)
+                late = beat.stop()
+            failed = failed or early
+            if aggressor.result is not None:
+                raw(f"aggressor-{setting}-{stressor}.txt", aggressor.result.stdout[-20000:] + aggressor.result.stderr)
+            raw(f"heartbeat-{setting}-{stressor}.json", json.dumps(late))
+            lateness = heartbeat.lateness_stats(late)
+            record.update(seconds=round(time.monotonic() - began, 2), watchdog_fired=aggressor.watchdog_fired,
+                          heartbeat={"n": lateness.n, "p99_ms": lateness.p99_ms, "max_ms": lateness.max_ms,
+                                     "mean_ms": round(lateness.mean_ms, 4)})
+            if failed or aggressor.watchdog_fired:
+                why = failed or f"the watchdog destroyed the aggressor after {p.watchdog_s:g} s"
+                record.update(outcome="failed", why=why)
+                log(f"{setting}/{stressor}: stressor failed, victim figures not kept: {why}")
+            else:
+                record.update(outcome="ok", victim=values)
+                for workload, value in values.items():
+                    metric, unit, _ = VICTIM[workload]
+                    samples.append(Sample(metric, value, unit, meta))
+                samples.append(Sample("heartbeat_lateness_p99", lateness.p99_ms, "ms", meta))
+                samples.append(Sample("heartbeat_lateness_max", lateness.max_ms, "ms", meta))
+            log(f"{setting}/{stressor}: {record['outcome']}, victim {values}, heartbeat p99 "
+                f"{lateness.p99_ms:.2f} ms max {lateness.max_ms:.2f} ms")
+    return samples
+
+
+def _network_mode(platform: Platform, p: Plan) -> str:
+    if not p.networked:
+        return "none"
+    for mode in NET_MODES:
+        if mode in platform.network_modes:
+            return mode
+    raise ScenarioError(f"{NAME}: {platform.name} has none of the network modes {', '.join(NET_MODES)} that reach "
+                        "the peer; drop the network workload and stressors for it")
+
+
+def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) -> list[Sample]:
+    p = plan(params)
+    lines: list[str] = []
+    evidence: list[dict[str, object]] = []
+
+    def log(line: str) -> None:
+        lines.append(f"{time.strftime('%H:%M:%S')} {line}")
+
+    samples: list[Sample] = []
+    mode = _network_mode(platform, p)
+    try:
+        with ExitStack() as stack:
+            net: _Net | None = None
+            if p.networked:
+                from scenarios import network
+
+                peer, bridge = stack.enter_context(network._peer())
+                iperf3_port, netperf_port, _ = p.ports
+                network._start_server(peer, ["iperf3", "-s", "-p", str(iperf3_port)], iperf3_port, p.server_wait_s)
+                network._start_server(peer, ["netserver", "-D", "-p", str(netperf_port)], netperf_port,
+                                      p.server_wait_s)
+                net = _Net(peer, peer.address, bridge.gateway if mode == "host" else None)
+            for setting in p.settings:
+                samples += _setting(platform, setting, p, mode, net, raw, log, evidence)
+    finally:
+        raw(EVIDENCE_FILE, json.dumps(evidence, indent=1))
+        raw("noisy.log", "\n".join(lines) + "\n")
+    failed = [f"{r['setting']}/{r['stressor']}: {r['why']}" for r in evidence if r.get("outcome") == "failed"]
+    if failed:  # a stressor that did not run as planned voids the repetition; the evidence stays in noisy.json
+        raise ScenarioError(f"{NAME} on {platform.name}: " + "; ".join(failed))
+    return samples
