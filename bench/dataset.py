@@ -177,6 +177,19 @@ def _outcomes(path: Path, problems: list[str], default_run: str) -> list[Outcome
     return found
 
 
+def _drop_unfinished_attempts(dataset: Dataset) -> None:
+    """Samples count only if the cell's latest outcome names their attempt (bench.results): those of an
+    attempt killed before its outcome, or redone by a resume, are left out and said so."""
+    only = next(iter(dataset.runs), "")
+    final = {(o.run_id, o.outcome.platform, o.outcome.scenario): o.outcome.attempt for o in dataset.outcomes}
+    kept = [s for s in dataset.samples if not s.attempt
+            or final.get((s.run_id if dataset.merged else only, s.platform, s.scenario)) == s.attempt]
+    if len(kept) < len(dataset.samples):
+        dataset.problems.append(f"samples.jsonl: {len(dataset.samples) - len(kept)} sample(s) of cell attempts that "
+                                f"did not finish (killed, or redone by a resume) are not counted")
+    dataset.samples = kept
+
+
 def _missing_areas(dataset: Dataset) -> None:
     """Cells a run configured with neither samples nor an outcome; areas with no samples at all."""
     only = next(iter(dataset.runs), "")
@@ -245,5 +258,6 @@ def load(path: Path | str) -> Dataset:
     run_ids = set(dataset.runs) if dataset.merged else None
     dataset.samples = _samples(path / "samples.jsonl", dataset.problems, run_ids)
     dataset.outcomes = _outcomes(path / "cells.jsonl", dataset.problems, next(iter(dataset.runs), path.name))
+    _drop_unfinished_attempts(dataset)
     _missing_areas(dataset)
     return dataset

@@ -3,11 +3,15 @@
 pytest parametrises `bench/cells.py::test_cell` over the run's platform × scenario cells;
 pytest-benchmark times every repetition (round) and carries the tool metrics in `extra_info`.
 Each cell ends as one outcome line: ok, failed (one readable reason) or skipped (why).
+Every repetition's samples pass the sanity layer (bench.sanity) before any is stored; one implausible
+value discards the whole repetition and fails the cell. Each cell run is one attempt (a fresh id on its
+samples and outcome), so samples of an attempt that never finished are never read (bench.results).
 Instances are context managers, so they are destroyed on success, failure and Ctrl-C alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections import defaultdict
@@ -17,7 +21,8 @@ import pytest
 
 from bench import stats
 from bench.config import RunConfig
-from bench.results import CellOutcome, RunStore, SampleRecord, variant_of
+from bench.results import CellOutcome, RunStore, SampleRecord, new_attempt_id, variant_of
+from bench.sanity import check_repetition
 from runtime.errors import IsolabError, PlatformUnavailable
 from runtime.image.store import Image
 from runtime.platform import Platform, platform_class
@@ -59,6 +64,7 @@ class Harness:
         self._platforms: dict[str, Platform | IsolabError] = {}
         self.started = time.monotonic()
         self.cells_done = 0
+        self.attempt = ""  # the running cell's attempt id
 
     # pytest hooks -----------------------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -95,6 +101,7 @@ class Harness:
         total = len(self.config.cells()) - len(self.skip_cells)
         label = f"[{index}/{total}] {platform_name} × {scenario_name}"
         started = time.monotonic()
+        self.attempt = new_attempt_id()
         reps, max_reps = self.config.reps_for(scenario_name), self.config.max_reps_for(scenario_name)
         try:
             platform = self.platform(platform_name)
@@ -139,14 +146,17 @@ class Harness:
                         eta = f", cell ETA {per_rep * (max(reps, rep) - done):.0f} s"
                     self.say(f"{label}: repetition {rep}/{reps}{eta}{extend_note}")
                     raw = self.store.raw_writer(platform_name, scenario_name, rep)
-                    for sample in run_once(raw):
-                        variant = variant_of(sample.metadata)
-                        self.store.add_sample(SampleRecord(
-                            run_id=self.store.run_id, platform=platform_name, scenario=scenario_name,
-                            metric=sample.metric, value=float(sample.value), unit=sample.unit,
-                            repetition=rep, metadata={**sample.metadata, **metadata()}, variant=variant))
-                        key = f"{sample.metric}[{variant}] ({sample.unit})"
-                        by_rep[key].setdefault(rep, []).append(float(sample.value))
+                    samples = check_repetition(module, run_once(raw))  # nothing stored unless all pass
+                    extra = metadata()
+                    records = [SampleRecord(
+                        run_id=self.store.run_id, platform=platform_name, scenario=scenario_name,
+                        metric=sample.metric, value=float(sample.value), unit=sample.unit, repetition=rep,
+                        metadata={**sample.metadata, **extra}, variant=variant_of(sample.metadata),
+                        attempt=self.attempt) for sample in samples]
+                    self.store.add_samples(records)
+                    for record in records:
+                        key = f"{record.metric}[{record.variant}] ({record.unit})"
+                        by_rep[key].setdefault(rep, []).append(record.value)
                     done += 1
 
                 try:
@@ -201,4 +211,4 @@ class Harness:
 
     def _finish(self, outcome: CellOutcome) -> None:
         self.cells_done += 1
-        self.store.add_outcome(outcome)
+        self.store.add_outcome(dataclasses.replace(outcome, attempt=self.attempt))

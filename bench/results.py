@@ -3,12 +3,19 @@
 Layout of `results/<run-id>/`:
   run.json        the run's configuration and command line (rewritten atomically as it progresses)
   env.json        the environment fingerprint (atomic write)
-  samples.jsonl   one sample per line (tidy: platform, scenario, metric, variant, value, unit, rep, ...)
-  cells.jsonl     one line per platform × scenario outcome: ok, failed or skipped, with the reason
-  raw/<platform>/<scenario>/rep<N>/<file>   each tool's raw output
+  samples.jsonl   one sample per line (tidy: platform, scenario, metric, variant, value, unit, rep, attempt...)
+  cells.jsonl     one line per platform × scenario outcome: ok, failed or skipped, with the reason and attempt
+  raw/<platform>/<scenario>/rep<N>/<file>   each tool's raw output (of the cell's latest attempt)
 
-Appends are single `write` calls followed by fsync, so a crash leaves whole lines only; readers
-skip a torn last line rather than fail. Nothing here runs a workload.
+Attempts: every time the harness starts a cell it draws a new attempt id; the samples it stores and
+the outcome that ends the cell carry it. Only samples of the attempt named by a cell's latest outcome
+are read back, so a killed attempt (samples, no outcome) or one that a resume redid never counts;
+`RunStore.drop_unfinished()` also removes them from the file (atomically) when a run resumes.
+
+Durability: a repetition's samples are appended in one `write` call and fsynced; whole files are
+written to a temporary name, fsynced, renamed, and their directory fsynced; `sync()` fsyncs every
+file and directory of the run before the run is marked complete. A torn last line (power loss during
+an append) is skipped with a warning naming the file and line, never fatal. Nothing here runs a workload.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +35,11 @@ from runtime.errors import IsolabError
 SCHEMA_VERSION = 2  # of the whole directory (run.json "schema") and of each sample line; see results/README.md
 SAMPLE_FIELDS = ("schema", "run_id", "platform", "scenario", "metric", "variant", "value", "unit",
                  "repetition", "metadata", "timestamp")
+OPTIONAL_SAMPLE_FIELDS = ("attempt",)  # absent in schema 1 files
+
+
+class TornLineWarning(UserWarning):
+    """A results file ends in a partial line (an append cut short by a crash or power loss)."""
 
 
 def results_root() -> Path:
@@ -34,6 +48,10 @@ def results_root() -> Path:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def new_attempt_id() -> str:
+    return secrets.token_hex(6)
 
 
 #: Metadata keys that say which unit a sample was measured on, not what was measured: not in the variant.
@@ -58,6 +76,7 @@ class SampleRecord:
     variant: str = ""
     timestamp: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
+    attempt: str = ""  # the cell attempt that measured it ("" in schema 1 files: always read)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -71,7 +90,8 @@ class SampleRecord:
             raise ValueError(f"sample lacks field(s) {', '.join(missing)}")
         if not isinstance(data["value"], int | float):
             raise ValueError(f"sample value {data['value']!r} is not a number")
-        return cls(**{k: data[k] for k in SAMPLE_FIELDS})  # type: ignore[arg-type]
+        fields = (*SAMPLE_FIELDS, *(f for f in OPTIONAL_SAMPLE_FIELDS if f in data))
+        return cls(**{k: data[k] for k in fields})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -83,39 +103,71 @@ class CellOutcome:
     repetitions: int = 0
     wall_s: float = 0.0
     timestamp: float = field(default_factory=time.time)
+    attempt: str = ""
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=2, sort_keys=True, default=str)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
-def _append_line(path: Path, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def fsync_dir(path: Path) -> None:
+    """Make a rename or creation inside directory `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.write(fd, (line + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: temporary file, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def _append_lines(path: Path, lines: Iterable[str]) -> None:
+    """One `write` of whole lines, then fsync (and the directory's, when the file is new)."""
+    data = "".join(line + "\n" for line in lines).encode()
+    if not data:
+        return
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):  # a regular file takes it whole unless the disk is full
+            raise IsolabError(f"{path}: only {written} of {len(data)} bytes appended (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, object]]:
-    """Lines of a JSONL file; a torn (unterminated, unparsable) last line is skipped."""
+    """Lines of a JSONL file. A torn last line (no newline, not JSON) is skipped with a TornLineWarning
+    naming the file and line; an unreadable line before the last is an error."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             yield json.loads(line)
         except json.JSONDecodeError as exc:
-            if number == len(lines):  # torn final line of an interrupted write
+            if number == len(lines):  # no newline after it: an append cut short
+                warnings.warn(TornLineWarning(
+                    f"{path}:{number}: skipped a torn last line ({len(line)} bytes, {exc.msg}): "
+                    f"an append was cut short (crash or power loss); that record is lost"), stacklevel=2)
                 return
             raise IsolabError(f"{path}:{number}: not a JSON line ({exc.msg})") from exc
 
@@ -158,19 +210,55 @@ class RunStore:
         write_json_atomic(self.path / "env.json", env)
 
     def add_sample(self, record: SampleRecord) -> None:
-        _append_line(self.path / "samples.jsonl", record.to_json())
+        self.add_samples([record])
+
+    def add_samples(self, records: Iterable[SampleRecord]) -> None:
+        """Store a repetition's samples together: one append, so a crash keeps all or none of them."""
+        _append_lines(self.path / "samples.jsonl", (record.to_json() for record in records))
 
     def add_outcome(self, outcome: CellOutcome) -> None:
-        _append_line(self.path / "cells.jsonl", json.dumps(asdict(outcome), sort_keys=True))
+        _append_lines(self.path / "cells.jsonl", [json.dumps(asdict(outcome), sort_keys=True)])
 
     def raw_writer(self, platform: str, scenario: str, repetition: int):
         directory = self.path / "raw" / platform / scenario / f"rep{repetition}"
 
         def write(name: str, text: str) -> None:
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / os.path.basename(name)).write_text(text, encoding="utf-8", errors="replace")
+            write_bytes_atomic(directory / os.path.basename(name), text.encode("utf-8", errors="replace"))
 
         return write
+
+    def drop_unfinished(self, keep_raw_of: Iterable[tuple[str, str]] = ()) -> int:
+        """Before a resume: rewrite samples.jsonl (atomically) without samples that no finished attempt
+        owns, rewrite cells.jsonl without a torn last line, and remove the raw outputs of cells not in
+        `keep_raw_of` (the cells the resume will redo). Returns how many samples were dropped."""
+        cells = list(read_jsonl(self.path / "cells.jsonl"))
+        if (self.path / "cells.jsonl").exists():
+            write_bytes_atomic(self.path / "cells.jsonl",
+                               "".join(json.dumps(c, sort_keys=True) + "\n" for c in cells).encode())
+        everything = self._all_samples()
+        kept = self._finished(everything)
+        if (self.path / "samples.jsonl").exists():
+            write_bytes_atomic(self.path / "samples.jsonl", "".join(s.to_json() + "\n" for s in kept).encode())
+        keep = set(keep_raw_of)
+        raw = self.path / "raw"
+        for platform_dir in raw.iterdir() if raw.is_dir() else []:
+            for cell_dir in platform_dir.iterdir():
+                if (platform_dir.name, cell_dir.name) not in keep:
+                    shutil.rmtree(cell_dir)
+        return len(everything) - len(kept)
+
+    def sync(self) -> None:
+        """fsync every file and directory of the run (pytest-benchmark's JSON and raw outputs included)."""
+        for directory, _dirs, files in os.walk(self.path):
+            for name in files:
+                fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_dir(Path(directory))
+        fsync_dir(self.path.parent)
 
     # reading
     def run_info(self) -> dict[str, object]:
@@ -181,7 +269,16 @@ class RunStore:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def samples(self) -> list[SampleRecord]:
+        """The samples that count: each cell's from the attempt its latest outcome names (and any schema 1
+        samples, which predate attempts)."""
+        return self._finished(self._all_samples())
+
+    def _all_samples(self) -> list[SampleRecord]:
         return [SampleRecord.from_dict(d) for d in read_jsonl(self.path / "samples.jsonl")]
+
+    def _finished(self, samples: list[SampleRecord]) -> list[SampleRecord]:
+        final = {(o.platform, o.scenario): o.attempt for o in self.outcomes()}  # the latest outcome wins
+        return [s for s in samples if not s.attempt or final.get((s.platform, s.scenario)) == s.attempt]
 
     def outcomes(self) -> list[CellOutcome]:
         return [CellOutcome(**d) for d in read_jsonl(self.path / "cells.jsonl")]  # type: ignore[arg-type]

@@ -1,4 +1,9 @@
-"""Run a configured set of cells through pytest, into a results directory; resume an interrupted run."""
+"""Run a configured set of cells through pytest, into a results directory; resume an interrupted run.
+
+A resume keeps the cells with a final outcome and redoes the others from a clean slate: samples and raw
+outputs of their unfinished attempts are removed first (RunStore.drop_unfinished). Every file of the run
+is fsynced before run.json says the run is complete.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,10 @@ def execute(config: RunConfig, image: Image, say: Say, *, resume: RunStore | Non
             command_line: list[str] | None = None) -> RunResult:
     store = resume or RunStore.create()
     skip = resume.finished_cells() if resume else set()
+    if resume:
+        dropped = resume.drop_unfinished(keep_raw_of=skip)
+        if dropped:
+            say(f"resuming {store.run_id}: dropped {dropped} sample(s) of cell attempts that did not finish")
     info = {"schema": SCHEMA_VERSION, "run_id": store.run_id, "config": config.to_dict(),
             "command_line": command_line or sys.argv,
             "image": image.digest, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -65,6 +74,7 @@ def execute(config: RunConfig, image: Image, say: Say, *, resume: RunStore | Non
     failed = [f"{p} × {s}: {o.reason}" for (p, s), o in outcomes.items() if o.status == "failed"]
     skipped = [f"{p} × {s}: {o.reason}" for (p, s), o in outcomes.items() if o.status == "skipped"]
     status = "interrupted" if code == pytest.ExitCode.INTERRUPTED else ("failed" if failed else "complete")
+    store.sync()  # every results file on disk before run.json says so
     store.write_run_info({**store.run_info(), "status": status,
                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return RunResult(store, int(code), failed, skipped)

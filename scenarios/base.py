@@ -8,6 +8,8 @@ A scenario module (modelled on PerfKitBenchmarker's benchmark modules) declares:
   METRICS: dict                metric -> (unit, metadata keys of its variant): what it emits (claims,
                                reports and tests read it; instance facts and `instance` are not variant keys)
   REPETITIONS: dict            (optional) minimum repetitions per profile, above the harness default
+  RANGES: dict[str, Range]     per metric of METRICS, its plausible range and which way is better (data).
+                               The harness stores nothing outside it and nothing undeclared (bench.sanity).
   PRECISION_METRICS: tuple     (optional) metrics whose CV decides whether repetitions extend; default:
                                all. Tail latencies are noisy by nature and should not drive the run length.
   instance_spec(params) -> InstanceSpec      (optional; default: InstanceSpec())
@@ -23,6 +25,7 @@ what they create. A scenario never imports a platform; it only uses these interf
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -52,6 +55,46 @@ class Sample:
     value: float
     unit: str
     metadata: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Range:
+    """What a metric's values may be (its unit is in METRICS): plausible range and which way is better.
+
+    A value must be a finite number, strictly above `minimum` (or equal to it when `zero_ok` and the
+    minimum is 0: counts such as retransmits, where none is a real result) and at most `maximum`
+    (a physical bound: the memory bus, a link, a sane time limit). `maximum_why` says where the
+    bound comes from, for the failure message.
+    """
+
+    better: str  # "higher" | "lower" | "none" (a count or an answer, no better side)
+    maximum: float = math.inf
+    maximum_why: str = ""
+    minimum: float = 0.0
+    zero_ok: bool = False
+
+    def violation(self, value: object, unit: str = "") -> str | None:
+        """Why `value` is not plausible for this metric; None when it is."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{value!r} is not a number"
+        if math.isnan(value):
+            return "nan is not a measurement"
+        if math.isinf(value):
+            return f"{value} is not a measurement"
+        if self.zero_ok and value < self.minimum:
+            return f"must be >= {self.minimum:g}"
+        if not self.zero_ok and value <= self.minimum:
+            return f"must be > {self.minimum:g}" + (" (zero means nothing was measured)" if value == 0 else "")
+        if value > self.maximum:
+            why = f" ({self.maximum_why})" if self.maximum_why else ""
+            return f"must be <= {self.maximum:g} {unit}".rstrip() + why
+        return None
+
+
+#: Physical bounds shared by several scenarios (generous: a figure above them is a broken tool, not a fast host).
+MEMORY_BUS_MB_S = 1.0e6  # 1 TB/s: above any CPU socket's DRAM bandwidth (12-channel DDR5-6400 is ~0.6 TB/s)
+MEMORY_BUS_WHY = "above any memory bus: 1 TB/s"
+DAY_S = 86400.0  # no single operation we time may take a day
 
 
 def validate_scenario_names(names: Sequence[str]) -> list[str]:

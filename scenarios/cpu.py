@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtime.platform import Instance
-from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.base import Range, RawSink, Sample, ScenarioError, check, require_tools
 from scenarios.parsers import ParseError, stressng, sysbench
 
 NAME = "cpu"
@@ -14,6 +14,12 @@ TOOLS = ("sysbench", "stress-ng", "nproc")
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sysbench_cpu_events_per_s": ("events/s", ("threads",)),
     "stressng_matrix_bogo_ops_per_s": ("bogo-ops/s", ("method", "threads")),
+}
+
+_CYCLES_WHY = "more per second than the CPU has cycles (10^10/s)"
+RANGES: dict[str, Range] = {
+    "sysbench_cpu_events_per_s": Range("higher", 1e10, _CYCLES_WHY),
+    "stressng_matrix_bogo_ops_per_s": Range("higher", 1e10, _CYCLES_WHY),
 }
 
 PROFILES: dict[str, dict[str, object]] = {
@@ -42,7 +48,7 @@ def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sam
              f"--cpu-max-prime={params['sysbench_max_prime']}", "run"], timeout=seconds * 4 + 60), instance)
         raw(f"sysbench-cpu-t{threads}.txt", result.stdout)
         try:
-            figures = sysbench.parse(result.stdout)
+            figures = sysbench.parse(result.stdout, seconds)
         except ParseError as exc:
             raise ScenarioError(str(exc)) from exc
         if "events_per_second" not in figures:
@@ -57,7 +63,7 @@ def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sam
         text = check(instance.exec(["cat", out], timeout=30), instance).stdout
         raw(f"stress-ng-matrix-t{threads}.yaml", text)
         try:
-            value = stressng.metric(text, "matrix")
+            value = stressng.metric(text, "matrix", seconds=seconds, log=result.stdout + result.stderr)
         except ParseError as exc:
             raise ScenarioError(str(exc)) from exc
         samples.append(Sample("stressng_matrix_bogo_ops_per_s", value, "bogo-ops/s", {**meta, "method": method}))

@@ -21,7 +21,17 @@ from __future__ import annotations
 
 from runtime.platform import Instance
 from runtime.spec import VOLUME_DIR, InstanceSpec, parse_size
-from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.base import (
+    DAY_S,
+    MEMORY_BUS_MB_S,
+    MEMORY_BUS_WHY,
+    Range,
+    RawSink,
+    Sample,
+    ScenarioError,
+    check,
+    require_tools,
+)
 from scenarios.parsers import ParseError, fio, iozone
 
 NAME = "disk"
@@ -36,6 +46,14 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fio_clat_p50": ("µs", _FIO_KEYS), "fio_clat_p99": ("µs", _FIO_KEYS), "fio_clat_p99_9": ("µs", _FIO_KEYS),
     "fio_clat_mean": ("µs", _FIO_KEYS),
     "iozone_throughput": ("MB/s", ("file_mb", "record_kb", "storage", "test")),
+}
+
+_LATENCY = Range("lower", DAY_S * 1e6, "a day")
+RANGES: dict[str, Range] = {
+    "fio_iops": Range("higher", 1e8, "100 M IOPS: above any host's storage stack"),
+    "fio_bandwidth": Range("higher", MEMORY_BUS_MB_S, f"{MEMORY_BUS_WHY}, even from the page cache"),
+    "fio_clat_p50": _LATENCY, "fio_clat_p99": _LATENCY, "fio_clat_p99_9": _LATENCY, "fio_clat_mean": _LATENCY,
+    "iozone_throughput": Range("higher", MEMORY_BUS_MB_S, f"{MEMORY_BUS_WHY}, even from the page cache"),
 }
 
 STORAGES = ("cow", "volume")
@@ -202,7 +220,7 @@ def _run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sa
             name = f"fio-{job['name']}.json" if storage == "cow" else f"fio-{job['name']}-{storage}.json"
             raw(name, result.stdout + (f"\n# stderr:\n{result.stderr}" if result.stderr else ""))
             try:
-                parsed = fio.job(result.stderr + result.stdout, str(job["name"]))
+                parsed = fio.job(result.stderr + result.stdout, str(job["name"]), float(params["runtime_s"]))
             except ParseError as exc:
                 raise ScenarioError(f"disk: fio {job['name']} on {instance.platform} ({storage} {target}): "
                                     f"{exc}") from exc

@@ -19,7 +19,7 @@ import time
 from runtime.platform import Instance, Platform
 from runtime.spec import InstanceSpec
 from scenarios import hostmetrics
-from scenarios.base import RawSink, Sample, check
+from scenarios.base import Range, RawSink, Sample, check
 
 NAME = "footprint"
 DESCRIPTION = "host memory (PSS) and disk per idle instance, page-cache sharing, instances within a memory budget"
@@ -41,6 +41,16 @@ READ_FILES = (
     "/usr/lib/x86_64-linux-gnu/libicudata.so.72.1",
     "/usr/lib/modules/{kernel}/kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko",
 )
+
+_HOST_RAM_MIB = hostmetrics.meminfo_bytes("MemTotal") / MIB or float("inf")
+_RAM_WHY = "this host's RAM (MemTotal)"
+RANGES: dict[str, Range] = {
+    "idle_pss_mib": Range("lower", _HOST_RAM_MIB, _RAM_WHY),
+    "disk_per_instance_mib": Range("lower", zero_ok=True),  # an instance that wrote nothing adds nothing
+    "page_cache_growth_mib": Range("lower", _HOST_RAM_MIB, _RAM_WHY, zero_ok=True),
+    "page_cache_growth_per_read": Range("lower", zero_ok=True),
+    "density_instances_within_budget": Range("higher", zero_ok=True),  # 0: even one is too big
+}
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {"instances": 2, "memory_mib": 512, "settle_s": 1.0, "density_budget_mib": 768, "density_cap": 2},

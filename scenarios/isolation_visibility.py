@@ -26,7 +26,7 @@ from pathlib import Path
 from runtime.platform import Instance
 from runtime.spec import InstanceSpec
 from scenarios import hostmetrics
-from scenarios.base import RawSink, Sample, ScenarioError
+from scenarios.base import Range, RawSink, Sample, ScenarioError
 from scenarios.hostmarkers import HostMarkers
 
 NAME = "isolation_visibility"
@@ -37,6 +37,12 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "exposed": ("yes/no", ("question",)),
     "visible_memory_mib": ("MiB", ()),
     "visible_cpus": ("cpus", ()),
+}
+#: Plausible values (bench.sanity): an answer is 0 (isolated) or 1 (exposed); sizes seen inside are above 0.
+RANGES: dict[str, Range] = {
+    "exposed": Range("none", 1.0, "an answer: 0 isolated, 1 exposed", zero_ok=True),
+    "visible_memory_mib": Range("none"),
+    "visible_cpus": Range("none"),
 }
 MIB = 2**20
 EXPOSED, ISOLATED, NOT_APPLICABLE = "exposed", "isolated", "n/a"

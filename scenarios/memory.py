@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from runtime.platform import Instance
 from runtime.spec import InstanceSpec, parse_size
-from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.base import MEMORY_BUS_MB_S, MEMORY_BUS_WHY, Range, RawSink, Sample, ScenarioError, check, require_tools
 from scenarios.parsers import ParseError, stressng, sysbench
 
 NAME = "memory"
@@ -34,6 +34,15 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 WORD_BYTES = 8  # sysbench memory accesses size_t words on 64-bit builds
+
+RANGES: dict[str, Range] = {
+    "sysbench_memory_bandwidth": Range("higher", MEMORY_BUS_MB_S * 1e6 / 2**20, MEMORY_BUS_WHY),
+    "memory_random_access_rate": Range("higher", MEMORY_BUS_MB_S / WORD_BYTES,
+                                        f"{MEMORY_BUS_WHY}, in {WORD_BYTES}-byte words"),
+    "stressng_stream_read_bandwidth": Range("higher", MEMORY_BUS_MB_S, MEMORY_BUS_WHY),
+    "stressng_stream_write_bandwidth": Range("higher", MEMORY_BUS_MB_S, MEMORY_BUS_WHY),
+    "stressng_stream_flops": Range("higher", 1e8, "100 Tflop/s: above any CPU"),
+}
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {
@@ -74,7 +83,7 @@ def _sysbench(instance: Instance, raw: RawSink, threads: int, mode: str, oper: s
         timeout=seconds * 10 + 120)
     raw(f"sysbench-memory-{mode}-{oper}-t{threads}.txt", result.stdout + result.stderr)
     try:
-        figures = sysbench.memory(result.stdout + result.stderr)
+        figures = sysbench.memory(result.stdout + result.stderr, seconds)
     except ParseError as exc:
         raise ScenarioError(f"sysbench memory {mode} {oper} on {instance.platform}: {exc}") from exc
     check(result, instance)
@@ -112,7 +121,7 @@ def _stream(instance: Instance, params: dict[str, object], raw: RawSink, threads
     text = check(instance.exec(["cat", out], timeout=30), instance).stdout
     raw(f"stress-ng-stream-t{threads}.yaml", text)
     try:
-        rates = stressng.stream_rates(text)
+        rates = stressng.stream_rates(text, seconds, result.stdout + result.stderr)
     except ParseError as exc:
         raise ScenarioError(f"stress-ng stream on {instance.platform}: {exc}") from exc
     meta = {"l3_size": l3, "threads": threads}

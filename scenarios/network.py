@@ -41,7 +41,7 @@ from typing import Any
 from runtime.errors import PlatformUnavailable
 from runtime.platform import Instance, Platform
 from runtime.spec import ExecResult, InstanceSpec
-from scenarios.base import RawSink, Sample, ScenarioError, require_tools
+from scenarios.base import DAY_S, MEMORY_BUS_MB_S, Range, RawSink, Sample, ScenarioError, require_tools
 from scenarios.parsers import ParseError, iperf3, netperf
 
 NAME = "network"
@@ -69,6 +69,17 @@ RR_SELECTORS = ("P50_LATENCY", "P90_LATENCY", "P99_LATENCY", "MEAN_LATENCY", "ST
 _RR_METRICS = (("P50_LATENCY", "netperf_rr_latency_p50", "µs"), ("P90_LATENCY", "netperf_rr_latency_p90", "µs"),
                ("P99_LATENCY", "netperf_rr_latency_p99", "µs"), ("MEAN_LATENCY", "netperf_rr_latency_mean", "µs"),
                ("TRANSACTION_RATE", "netperf_rr_transactions", "trans/s"))
+
+_RR_LATENCY = Range("lower", DAY_S * 1e6, "a day")
+RANGES: dict[str, Range] = {
+    # Bridge, veth and loopback have no link speed: every byte crosses the memory bus at least once.
+    "iperf3_throughput": Range("higher", MEMORY_BUS_MB_S * 8e6 / 1e9,
+                                "the memory bus (1 TB/s) bounds a software link"),
+    "iperf3_retransmits": Range("lower", zero_ok=True),
+    **{metric: _RR_LATENCY for _, metric, unit in _RR_METRICS if unit == "µs"},
+    "netperf_rr_transactions": Range("higher", 1e7, "a round trip under 0.1 µs: faster than any "
+                                      "kernel network stack"),
+}
 
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {
@@ -239,7 +250,7 @@ def _netperf(ends: _Ends, params: dict[str, object], raw: RawSink) -> list[Sampl
         result = ends.client(argv, seconds * 4 + 120)
         raw(f"netperf-{ends.mode}-{test}.txt", result.stdout + result.stderr)
         try:
-            values = netperf.parse(result.stdout + result.stderr, RR_SELECTORS)
+            values = netperf.parse(result.stdout + result.stderr, RR_SELECTORS, seconds)
         except ParseError as exc:
             raise ScenarioError(f"network: netperf {test} on {ends.where}: {exc}") from exc
         _checked(result, ends)

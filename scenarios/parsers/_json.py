@@ -2,7 +2,8 @@
 
 fio and iperf3 print warnings before their JSON and errors after it when stdout and stderr are
 merged, and iperf3 writes C's `nan`/`-nan` for values it could not compute (not valid JSON).
-This module owns that tolerance, so each tool's parser only reads fields.
+This module owns that tolerance, so each tool's parser only reads fields. A second JSON document in
+the same output (duplicated result records) is a ParseError.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def first_line(text: str, limit: int = 160) -> str:
 
 
 def find_object(text: str, tool: str) -> Embedded:
-    """The first JSON object that starts a line in `text`; ParseError if none or unreadable."""
+    """The one JSON object that starts a line in `text`; ParseError if none, unreadable, or followed by another."""
     match = re.search(r"^[ \t]*\{", text, re.MULTILINE)
     if match is None:
         raise ParseError(f"{tool} printed no JSON: {first_line(text)}")
@@ -49,7 +50,11 @@ def find_object(text: str, tool: str) -> Embedded:
                          f"the output is truncated or corrupt") from exc
     if not isinstance(data, dict):
         raise ParseError(f"{tool} JSON is a {type(data).__name__}, not an object")
-    return Embedded(data, text[:start], body[end:])
+    after = body[end:]
+    if re.search(r"^[ \t]*\{", after, re.MULTILINE):
+        raise ParseError(f"{tool} printed a second JSON document after its report: duplicated or mixed result "
+                         f"records, so which one is this run's cannot be told")
+    return Embedded(data, text[:start], after)
 
 
 def number(value: object) -> float | None:

@@ -2,8 +2,11 @@
 
 Latencies come out in microseconds whichever fio wrote them: fio >= 3 reports `clat_ns`/`lat_ns`
 in nanoseconds, fio 2.x reported `clat`/`lat` in microseconds. Warnings fio prints before its
-JSON (e.g. the "note: both iodepth >= 1 and synchronous I/O engine" line) are skipped; a job
-that reports an error, did no I/O, or output that is not readable JSON is a ParseError.
+JSON (e.g. the "note: both iodepth >= 1 and synchronous I/O engine" line) are skipped. A ParseError:
+a job that reports an error (e.g. ENOSPC), did no I/O, reports a zero, negative or non-number rate or
+latency, or has I/O but no latency samples ("N": 0, fio issue #1478); output that is not readable
+JSON (cut off); fio's "terminating on signal" marker (it still prints complete-looking JSON); a
+time-based job that ran less than its runtime; a job name reported twice.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from scenarios.parsers import ParseError
+from scenarios.parsers import ParseError, positive, ran_long_enough
 from scenarios.parsers._json import find_object, number
 
 DIRECTIONS = ("read", "write", "trim")
@@ -55,22 +58,30 @@ def _percentile(table: dict[str, object], wanted: float) -> float | None:
     return None
 
 
-def _latencies(stats: dict[str, object]) -> dict[str, float]:
+def _latencies(stats: dict[str, object], where: str) -> dict[str, float]:
     found = _latency_block(stats)
     if found is None:
         return {}
     block, factor = found
+    if "N" in block and number(block.get("N")) == 0:
+        raise ParseError(f"fio {where}: did I/O but recorded no latency samples (\"N\": 0)")
     out: dict[str, float] = {}
-    mean = number(block.get("mean"))
-    if mean is not None:
-        out["mean"] = mean * factor
+    if "mean" in block:
+        out["mean"] = positive("fio", f"{where} mean completion latency", number(block.get("mean"))) * factor
     table = block.get("percentile")
     if isinstance(table, dict):
         for name, wanted in PERCENTILES.items():
             value = _percentile(table, wanted)
-            if value is not None:
-                out[name] = value * factor
+            if value is not None or any(_is(key, wanted) for key in table):
+                out[name] = positive("fio", f"{where} completion latency {name}", value) * factor
     return out
+
+
+def _is(key: str, wanted: float) -> bool:
+    try:
+        return abs(float(key) - wanted) < 1e-6
+    except ValueError:
+        return False
 
 
 def _error_line(text: str) -> str:
@@ -79,13 +90,22 @@ def _error_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def parse(text: str) -> list[JobResult]:
-    """Every job in fio's JSON output, with the directions that did I/O."""
+def parse(text: str, runtime_s: float | None = None) -> list[JobResult]:
+    """Every job in fio's JSON output, with the directions that did I/O. `runtime_s`: the runtime of a
+    time-based job (--time_based --runtime); a job that ran less was cut short."""
+    signal = re.search(r"^fio: terminating on signal (\d+)", text, re.MULTILINE)
+    if signal:
+        raise ParseError(f"fio was interrupted (terminating on signal {signal.group(1)}): its report covers "
+                         f"a partial run")
     embedded = find_object(text, "fio")
     jobs = embedded.data.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise ParseError("fio JSON has no jobs: the run did not start")
     results = []
+    names = [str(job.get("jobname", "?")) for job in jobs if isinstance(job, dict)]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ParseError(f"fio JSON reports job {', '.join(twice)} more than once: duplicated result records")
     for job in jobs:
         if not isinstance(job, dict):
             raise ParseError(f"fio JSON job entry is not an object: {job!r:.80}")
@@ -100,27 +120,35 @@ def parse(text: str) -> list[JobResult]:
             if not isinstance(stats, dict):
                 continue
             io_bytes = number(stats.get("io_bytes")) or 0.0
-            if io_bytes <= 0:
+            if io_bytes < 0:
+                raise ParseError(f"fio job {name} {direction}: io_bytes is negative ({io_bytes:g})")
+            if io_bytes == 0:
                 continue
+            where = f"job {name} {direction}"
             iops, bw = number(stats.get("iops")), number(stats.get("bw_bytes"))
             if bw is None and number(stats.get("bw")) is not None:  # fio 2.x: bw in KiB/s only
                 bw = float(stats["bw"]) * 1024  # type: ignore[arg-type]
             if iops is None or bw is None:
                 raise ParseError(f"fio job {name} {direction}: iops or bandwidth missing or not a number")
-            directions[direction] = DirectionResult(iops=iops, bw_bytes_per_s=bw, io_bytes=int(io_bytes),
+            directions[direction] = DirectionResult(iops=positive("fio", f"{where} IOPS", iops),
+                                                    bw_bytes_per_s=positive("fio", f"{where} bandwidth", bw),
+                                                    io_bytes=int(io_bytes),
                                                     runtime_ms=number(stats.get("runtime")) or 0.0,
-                                                    clat_us=_latencies(stats))
+                                                    clat_us=_latencies(stats, where))
         if not directions:
             raise ParseError(f"fio job {name} did no I/O")
         options = job.get("job options")
-        results.append(JobResult(name, {str(k): str(v) for k, v in options.items()}
-                                 if isinstance(options, dict) else {}, directions))
+        options = {str(k): str(v) for k, v in options.items()} if isinstance(options, dict) else {}
+        if runtime_s:
+            ran = number(job.get("job_runtime"))
+            ran_long_enough(f"fio job {name}", None if ran is None else ran / 1000, runtime_s)
+        results.append(JobResult(name, options, directions))
     return results
 
 
-def job(text: str, name: str | None = None) -> JobResult:
+def job(text: str, name: str | None = None, runtime_s: float | None = None) -> JobResult:
     """The job called `name` (or the only job); ParseError if it is not there."""
-    results = parse(text)
+    results = parse(text, runtime_s)
     if name is None:
         if len(results) != 1:
             raise ParseError(f"fio output has {len(results)} jobs, expected one")

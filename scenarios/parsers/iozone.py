@@ -2,11 +2,17 @@
 
 Only the tables after "Excel output is below:" are read; their layout is fixed: a quoted report
 name, a row of quoted record sizes (kB), then one row per file size (kB) with a value per record
-size. A run that stopped early (e.g. "Can not open temp file") has no such tables: ParseError.
+size. A ParseError: a run that stopped early (e.g. "Can not open temp file") and has no such tables;
+"iozone: interrupted" (SIGINT/SIGTERM: iozone still dumps the tables, with zeros for the tests it
+did not reach, and exits 0); an error line ("Error writing block ...", "No space left on device":
+iozone fills the tables with zeros); no "iozone test complete." line; a row with fewer values than
+record sizes, reports with different rows, or output ending mid-line (cut off); a report title twice
+(duplicated records); a value that is not a number, zero or negative.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from scenarios.parsers import ParseError
@@ -30,18 +36,38 @@ REPORTS = {
 
 Table = dict[str, dict[tuple[int, int], float]]  # test -> (file_kb, record_kb) -> kB/s
 
+_ERROR_LINE = re.compile(r"^.*(Can not|cannot|Error|error|failed|No space left).*$", re.MULTILINE)
+
 
 def _failure(text: str) -> str:
-    for line in text.splitlines():
-        if re.search(r"Can not|cannot|Error|error|failed", line):
-            return line.strip()
-    return "no 'Excel output' section: the run did not complete"
+    match = _ERROR_LINE.search(text)
+    return match.group(0).strip() if match else "no 'Excel output' section: the run did not complete"
+
+
+def _value(test: str, file_kb: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ParseError(f"iozone {test} value for {file_kb} kB is {raw!r}, not a number") from exc
+    if not math.isfinite(value) or value <= 0:
+        raise ParseError(f"iozone {test} reported {raw} kB/s for {file_kb} kB: "
+                         + ("no work was measured (a test it did not reach?)" if value == 0 else "not a measurement"))
+    return value
 
 
 def parse(text: str) -> Table:
     marker = text.find("Excel output is below")
     if marker < 0:
         raise ParseError(f"iozone did not complete: {_failure(text)}")
+    error = _ERROR_LINE.search(text[:marker])
+    if error:  # e.g. ENOSPC: iozone then stops itself ("interrupted") and prints zeros
+        raise ParseError(f"iozone failed: {error.group(0).strip()}")
+    if re.search(r"^iozone: interrupted", text, re.MULTILINE):
+        raise ParseError("iozone was interrupted (\"iozone: interrupted\"): its tables cover a partial run")
+    if "iozone test complete." not in text[:marker]:
+        raise ParseError("iozone did not print 'iozone test complete.': the run did not complete")
+    if not text.endswith("\n"):
+        raise ParseError("iozone output ends mid-line: it was cut off")
     table: Table = {}
     current: str | None = None
     records: list[int] = []
@@ -52,6 +78,8 @@ def parse(text: str) -> Table:
         title = re.fullmatch(r'"([^"]+ report)"', line)
         if title:
             current = REPORTS.get(title.group(1), title.group(1).lower().replace(" report", "").replace(" ", "_"))
+            if current in table:
+                raise ParseError(f"iozone printed the {title.group(1)!r} twice: duplicated records")
             table[current] = {}
             records = []
             continue
@@ -61,15 +89,21 @@ def parse(text: str) -> Table:
         if all(re.fullmatch(r'"\d+"', c) for c in cells) and not records:
             records = [int(c.strip('"')) for c in cells]
             continue
-        row = re.fullmatch(r'"(\d+)"\s+(.*)', line)
+        row = re.fullmatch(r'"(\d+)"\s*(.*)', line)
         if row and records:
             values = row.group(2).split()
-            if len(values) > len(records):
+            if len(values) != len(records):
                 raise ParseError(f"iozone {current} row for {row.group(1)} kB has {len(values)} values "
-                                 f"for {len(records)} record sizes")
-            for record, value in zip(records, values, strict=False):
-                table[current][(int(row.group(1)), record)] = float(value)
+                                 f"for {len(records)} record sizes: the table is cut off or malformed")
+            for record, value in zip(records, values, strict=True):
+                table[current][(int(row.group(1)), record)] = _value(current, row.group(1), value)
     table = {test: rows for test, rows in table.items() if rows}
     if not table:
         raise ParseError("iozone Excel section has no values")
+    shapes = {test: sorted(rows) for test, rows in table.items()}
+    first = next(iter(shapes))
+    for test, keys in shapes.items():
+        if keys != shapes[first]:
+            raise ParseError(f"iozone {test} report has other rows than the {first} report: the tables are "
+                             f"cut off or malformed")
     return table

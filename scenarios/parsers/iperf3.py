@@ -3,7 +3,11 @@
 iperf3 3.x reports failures inside its JSON (an "error" key, e.g. "unable to connect to server",
 "control socket has closed unexpectedly") and may still exit 0, and some versions print
 "iperf3: error - ..." as plain text after the JSON; values it could not compute are C's `-nan`.
-Each of these is a ParseError naming iperf3's own message.
+Each of these is a ParseError naming iperf3's own message. So are: a zero, negative or nan received
+rate; a test that covered less than its duration (a client stopped by a signal reports
+"interrupt - the client has terminated" with the seconds it managed); a second JSON document
+(duplicated records). Warning lines before the JSON ("warning: Report format (-f) flag ignored with
+JSON output (-J)") are informational and skipped. CPU figures may be nan (they are not samples).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from scenarios.parsers import ParseError
+from scenarios.parsers import ParseError, positive, ran_long_enough
 from scenarios.parsers._json import find_object, number
 
 
@@ -53,10 +57,14 @@ def parse(text: str) -> Iperf3Result:
     seconds = number(received.get("seconds")) or 0.0
     if seconds <= 0:
         raise ParseError(f"iperf3 end summary covers {seconds} s: no data was measured")
-    sent = _dict(end, "sum_sent")
+    positive("iperf3", "the received bits_per_second", bps)
     test_start = _dict(_dict(data, "start"), "test_start")
+    ran_long_enough("iperf3", seconds, number(test_start.get("duration")))
+    sent = _dict(end, "sum_sent")
     cpu = _dict(end, "cpu_utilization_percent")
     retransmits = number(sent.get("retransmits"))
+    if "retransmits" in sent:
+        positive("iperf3", "the sender's retransmits", retransmits, zero_ok=True)
     return Iperf3Result(
         received_bits_per_s=bps,
         sent_bits_per_s=number(sent.get("bits_per_second")),

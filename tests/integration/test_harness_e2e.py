@@ -13,7 +13,7 @@ from bench.config import RunConfig
 from bench.results import RunStore
 from bench.runner import execute
 from scenarios import base as scenario_base
-from scenarios.base import Sample, check
+from scenarios.base import Range, Sample, check
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +66,7 @@ def _flaky_scenario(fail_on_rep: int, missing_tool: str | None = None) -> types.
     """A scenario that measures for real and then, on one repetition, runs a command that fails."""
     module = types.ModuleType("scenarios.flaky")
     module.NAME, module.PROFILES = "flaky", {"quick": {}, "full": {}}
+    module.METRICS, module.RANGES = {"events": ("events/s", ())}, {"events": Range("higher")}
     state = {"rep": 0}
 
     def prepare(instance, params):
@@ -122,6 +123,7 @@ def _fresh(store: RunStore) -> RunStore:
 def _constant_or_noisy(values: list[float]) -> types.ModuleType:
     module = types.ModuleType("scenarios.flaky")
     module.NAME, module.PROFILES = "flaky", {"quick": {}, "full": {}}
+    module.METRICS, module.RANGES = {"m": ("units", ())}, {"m": Range("higher")}
     state = {"rep": 0}
 
     def run(instance, params, raw):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import sanity
 from runtime.native import NativePlatform
 from runtime.spec import InstanceSpec
 from scenarios import base, disk, memory, network
@@ -23,6 +24,7 @@ def run_scenario(image, module, overrides):
         samples = module.run(instance, params, lambda name, text: raws.__setitem__(name, text))
         if hasattr(module, "cleanup"):
             module.cleanup(instance, params)
+        sanity.check_repetition(module, samples)  # real figures of real tools pass the sanity layer
         leftovers = sorted(p.name for p in instance.scratch.iterdir())
         if instance.volume is not None:
             leftovers += sorted(f"volume/{p.name}" for p in instance.volume.iterdir())
@@ -119,6 +121,7 @@ def test_network_quick_shrunk(image, peers):
     raws: dict[str, str] = {}
     params = {**network.PROFILES["quick"], "seconds": 2, "rr_seconds": 2}
     samples = network.run_platform(NativePlatform(image), params, raws.__setitem__)
+    sanity.check_repetition(network, samples)
     metrics = by_metric(samples)
     assert {s.metadata["network"] for s in samples} == {"host"}
     variants = {(s.metadata["direction"], s.metadata["streams"]) for s in metrics["iperf3_throughput"]}

@@ -107,11 +107,11 @@ def test_iozone_table(fixtures_dir):
 
 
 def test_iozone_several_record_sizes():
-    text = ('Excel output is below:\n\n"Writer report"\n        "4"  "1024"\n"65536"   10 20 \n'
-            '"131072"   30 40 \n\n"Reader report"\n        "4"  "1024"\n"65536"   50 60 \n')
+    text = ('iozone test complete.\nExcel output is below:\n\n"Writer report"\n        "4"  "1024"\n"65536"   10 20 \n'
+            '"131072"   30 40 \n\n"Reader report"\n        "4"  "1024"\n"65536"   50 60 \n"131072"   70 80 \n')
     table = iozone.parse(text)
     assert table["write"] == {(65536, 4): 10, (65536, 1024): 20, (131072, 4): 30, (131072, 1024): 40}
-    assert table["read"] == {(65536, 4): 50, (65536, 1024): 60}
+    assert table["read"] == {(65536, 4): 50, (65536, 1024): 60, (131072, 4): 70, (131072, 1024): 80}
 
 
 def test_iozone_failure(fixtures_dir):
@@ -121,5 +121,7 @@ def test_iozone_failure(fixtures_dir):
 
 def test_iozone_cut_short(fixtures_dir):
     text = read(fixtures_dir, "iozone/write-read-random-1m-64m.txt")
-    with pytest.raises(ParseError, match="no values"):
+    with pytest.raises(ParseError, match="ends mid-line"):
         iozone.parse(text[: text.index('"Writer report"') + len('"Writer report"')])
+    with pytest.raises(ParseError, match="no values"):
+        iozone.parse(text[: text.index('"Writer report"') + len('"Writer report"\n')])

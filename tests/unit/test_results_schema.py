@@ -1,11 +1,12 @@
 """The sample and environment schema, atomic appends, torn lines, resume bookkeeping."""
 
 import json
+import warnings
 
 import pytest
 
 from bench import envinfo
-from bench.results import CellOutcome, RunStore, SampleRecord, read_jsonl, variant_of
+from bench.results import CellOutcome, RunStore, SampleRecord, TornLineWarning, read_jsonl, variant_of
 from runtime.errors import IsolabError
 
 
@@ -26,7 +27,7 @@ def test_sample_round_trip(tmp_path):
     store.add_sample(sample(repetition=2, value=2.5))
     line = json.loads((tmp_path / "run1" / "samples.jsonl").read_text().splitlines()[0])
     assert set(line) == {"schema", "run_id", "platform", "scenario", "metric", "variant", "value", "unit",
-                         "repetition", "metadata", "timestamp"}
+                         "repetition", "metadata", "timestamp", "attempt"}
     assert line["variant"] == "threads=2"
     assert [s.value for s in store.samples()] == [1.5, 2.5]
 
@@ -39,10 +40,82 @@ def test_sample_schema_rejects_missing_fields():
         SampleRecord.from_dict({**good, "value": "fast"})
 
 
-def test_torn_last_line_is_skipped(tmp_path):
+def test_torn_last_line_is_skipped_with_a_warning_naming_file_and_line(tmp_path):
     path = tmp_path / "samples.jsonl"
     path.write_text(sample().to_json() + "\n" + '{"metric": "m", "val')
-    assert len(list(read_jsonl(path))) == 1
+    with pytest.warns(TornLineWarning, match=r"samples\.jsonl:2: skipped a torn last line"):
+        assert len(list(read_jsonl(path))) == 1
+
+
+def test_power_loss_mid_append_then_resume_keeps_every_whole_line(tmp_path):
+    """A torn last line of samples.jsonl and cells.jsonl: reported, skipped; a resume repairs both files
+    so that its appends do not land after the fragment."""
+    store = RunStore.create(tmp_path, "run3")
+    store.add_samples([sample(attempt="a1"), sample(attempt="a1", repetition=2)])
+    store.add_outcome(CellOutcome("native", "cpu", "ok", repetitions=2, attempt="a1"))
+    with open(store.path / "samples.jsonl", "a") as out:
+        out.write('{"schema": 2, "run_id": "r", "va')
+    with open(store.path / "cells.jsonl", "a") as out:
+        out.write('{"platform": "container", "scen')
+    with pytest.warns(TornLineWarning) as caught:
+        assert [s.repetition for s in store.samples()] == [1, 2]
+    assert {str(w.message).split(":")[0] for w in caught} >= {str(store.path / "samples.jsonl"),
+                                                             str(store.path / "cells.jsonl")}
+    with pytest.warns(TornLineWarning):
+        store.drop_unfinished(keep_raw_of={("native", "cpu")})
+    store.add_samples([sample(attempt="a3", platform="container")])
+    store.add_outcome(CellOutcome("container", "cpu", "ok", repetitions=1, attempt="a3"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # repaired: no torn line any more
+        assert sorted((s.platform, s.repetition) for s in store.samples()) == [
+            ("container", 1), ("native", 1), ("native", 2)]
+
+
+def test_only_the_attempt_of_the_latest_outcome_counts(tmp_path):
+    """The killed-run bug: attempt k1 stored repetition 1 and was killed (no outcome); the resumed attempt
+    r1 stored 3 repetitions. n must be 3, and resuming removes k1's sample from the file."""
+    store = RunStore.create(tmp_path, "run4")
+    store.add_samples([sample(platform="native", attempt="n1", repetition=r) for r in (1, 2, 3)])
+    store.add_outcome(CellOutcome("native", "cpu", "ok", repetitions=3, attempt="n1"))
+    store.add_samples([sample(platform="container", attempt="k1", repetition=1)])
+    (store.path / "raw" / "container" / "cpu" / "rep1").mkdir(parents=True)
+    assert [s.platform for s in store.samples()] == ["native"] * 3  # k1 has no outcome: never read
+    assert store.drop_unfinished(keep_raw_of=store.finished_cells()) == 1
+    assert not (store.path / "raw" / "container").exists() or not any((store.path / "raw" / "container").iterdir())
+    assert len((store.path / "samples.jsonl").read_text().splitlines()) == 3
+    store.add_samples([sample(platform="container", attempt="r1", repetition=r) for r in (1, 2, 3)])
+    store.add_outcome(CellOutcome("container", "cpu", "ok", repetitions=3, attempt="r1"))
+    counts = {p: sum(s.platform == p for s in store.samples()) for p in ("native", "container")}
+    assert counts == {"native": 3, "container": 3}
+
+
+def test_a_failed_attempt_redone_counts_only_the_redo(tmp_path):
+    store = RunStore.create(tmp_path, "run5")
+    store.add_samples([sample(attempt="f1", repetition=1)])
+    store.add_outcome(CellOutcome("native", "cpu", "failed", "boom", repetitions=1, attempt="f1"))
+    assert len(store.samples()) == 1  # a failed cell keeps its plausible repetitions, shown as failed
+    store.add_samples([sample(attempt="f2", repetition=r) for r in (1, 2, 3)])
+    store.add_outcome(CellOutcome("native", "cpu", "ok", repetitions=3, attempt="f2"))
+    assert [s.attempt for s in store.samples()] == ["f2"] * 3
+
+
+def test_schema_1_samples_without_attempt_are_still_read(tmp_path):
+    store = RunStore.create(tmp_path, "old")
+    line = json.loads(sample().to_json())
+    del line["attempt"]
+    line["schema"] = 1
+    (store.path / "samples.jsonl").write_text(json.dumps(line) + "\n")
+    assert len(store.samples()) == 1
+
+
+def test_atomic_writes_leave_no_temporary_files_and_sync_covers_the_run(tmp_path):
+    store = RunStore.create(tmp_path, "run6")
+    store.write_run_info({"status": "running"})
+    store.raw_writer("native", "cpu", 1)("tool.txt", "output")
+    store.sync()
+    names = [p.name for p in store.path.rglob("*")]
+    assert not [n for n in names if ".tmp-" in n]
+    assert (store.path / "raw" / "native" / "cpu" / "rep1" / "tool.txt").read_text() == "output"
 
 
 def test_corrupt_middle_line_is_an_error(tmp_path):
@@ -75,3 +148,17 @@ def test_env_fingerprint_has_the_required_keys():
     assert env["cgroup"]["version"] in (1, 2)
     assert env["cpu"]["logical_cpus"] >= 1
     json.dumps(env)  # serialisable
+
+
+def test_the_report_reader_counts_only_finished_attempts(tmp_path):
+    from bench import dataset
+
+    store = RunStore.create(tmp_path, "run7")
+    store.write_run_info({"run_id": "run7", "schema": 2, "config": {"platforms": ["native", "container"],
+                                                                     "scenarios": ["cpu"]}})
+    store.add_samples([sample(run_id="run7", platform="native", attempt="n1", repetition=r) for r in (1, 2, 3)])
+    store.add_outcome(CellOutcome("native", "cpu", "ok", repetitions=3, attempt="n1"))
+    store.add_samples([sample(run_id="run7", platform="container", attempt="k1", repetition=1)])  # killed
+    loaded = dataset.load(store.path)
+    assert [s.platform for s in loaded.samples] == ["native"] * 3
+    assert any("1 sample(s) of cell attempts that did not finish" in p for p in loaded.problems)
