@@ -43,6 +43,7 @@ PACKAGES: dict[str, str] = {
     "hyperfine": "/usr/bin/hyperfine",
     "libxml2-utils": "/usr/bin/xmllint",
     "xz-utils": "/usr/bin/xz",
+    "chromium": "/usr/bin/chromium",  # the report's offline rendering test (headless, no network)
     # libseccomp's own Python bindings (for the system Python 3.11, which the virtualenv runs)
     "python3-seccomp": "/usr/lib/python3/dist-packages/seccomp.cpython-311-x86_64-linux-gnu.so",
 }

@@ -1,189 +1,81 @@
-"""Build `reports/<run-id>.html`: one self-contained file (inline CSS and images) that works offline.
+"""Build `reports/<run-id>.html`, one self-contained page (inline CSS, figures as data URIs) that works
+offline, and `reports/<run-id>/` beside it: every figure as SVG and PNG, every table as CSV and LaTeX.
 
-Sections: banners (emulated platforms, weaker confinement, failed/skipped cells), what ran,
-per-scenario tables styled with pandas Styler (median with its interval at its real level, n, CV,
-ratio to the baseline with its interval), plots with interval whiskers, significance between
-platforms of different kinds, and the environment. Which platforms ran, their order, colours and
-baseline come from reporting.platforms. The summary also goes out as CSV and LaTeX next to the HTML.
-The report reads stored results only; it never parses tool output.
+This module gathers the run (stored results only; it never parses tool output) into a context and
+renders templates/report.html.j2 with jinja2 (autoescaped). Sections, top to bottom: banners (emulated
+platforms, failed and skipped cells), the summary (cost per area, headline numbers, a generated
+sentence, a figure), the claims table, one section per scenario (long-format table and figures),
+pairwise tests when the statistics provide them, the environment, and the list of exported files.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+import jinja2
+import markupsafe
 import pandas as pd
 
-from bench import stats
 from bench.dataset import Dataset, load
-from bench.results import RunStore
-from reporting import isolation, noisy, platforms, plots
+from bench.results import CellOutcome, RunStore
+from reporting import colour, export, formatting, isolation, noisy, overview, platforms, plots, tables
 from reporting.claims import claims_frame
-from reporting.summary import by_host, pairwise_mann_whitney, summary_frame
+from reporting.summary import by_host, pairwise_mann_whitney, samples_frame, summary_frame
 from runtime.platform import PlatformInfo
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;
-line-height:1.4;padding:0 1em}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ddd;padding:.25em .6em}
-th{background:#f3f3f3;text-align:left} td{font-variant-numeric:tabular-nums}
-.banner{padding:.8em 1em;margin:1em 0;border-radius:4px;font-weight:600}
-.banner.emulated{background:#fff3cd;border:2px solid #d39e00}
-.banner.failed{background:#fde2e1;border:2px solid #c0392b}
-.banner.skipped{background:#eef;border:1px solid #77a}
-.meta{color:#555;font-size:.9em} pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}
-.plot{margin:.5em 0}
-"""
+TEMPLATES = Path(__file__).parent / "templates"
+HEADLINES = (("startup_ready_s", "start time"), ("idle_pss_mib", "idle memory per instance"))
+PHASE_METRIC_HINT = "phase="  # variants of a start-phase metric are `phase=<name>`
 
 
 def reports_root() -> Path:
     return Path(os.environ.get("ISOLAB_REPORTS_DIR", "reports"))
 
 
-def _fmt(value: float, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["value"] = formatting.value
+    env.filters["ratio"] = formatting.ratio
+    return env
 
 
-def platform_banners(env: dict[str, object], infos: dict[str, PlatformInfo]) -> str:
-    """A loud banner per emulated platform and per platform that ran with weaker confinement."""
-    parts = []
-    for info in platforms.emulated(infos):
-        reason = html.escape(str(platforms.platform_facts(env, info.name).get("accelerator_reason", "")))
-        parts.append(f'<div class="banner emulated">⚠ {html.escape(info.display_name)} ({html.escape(info.name)}): '
-                     f'{html.escape(info.mechanism)} — its figures were <em>emulated</em>, not '
-                     f'hardware-accelerated. They are NOT hardware-virtualisation (KVM) figures and must not '
-                     f'be cited as such. {reason}</div>')
+def banners(env: Mapping[str, object], views: list[PlatformInfo]) -> list[dict[str, str]]:
+    """A loud banner per emulated platform, per platform with weaker confinement than its production
+    default, and per platform that was not available; a quiet one per hardware-accelerated platform."""
+    out = []
+    for view in views:
+        facts = platforms.platform_facts(env, view.name)
+        if facts and not facts.get("available", True):
+            out.append({"kind": "skipped", "text": f"{view.label} not measured: {facts.get('reason', 'unavailable')}"})
+            continue
+        reason = str(facts.get("accelerator_reason", "") or "")
+        if view.emulated:
+            out.append({"kind": "emulated", "platform": f"{view.display_name} ({view.label})", "reason": reason})
+        elif facts.get("accelerator"):
+            out.append({"kind": "hardware", "text": f"{view.display_name} ({view.label}): accelerator "
+                                                    f"{str(facts['accelerator']).upper()} (hardware virtualization). "
+                                                    f"{reason}"})
+    label = {v.name: v.label for v in views}
     for name, warning in platforms.confinement_warnings(env).items():
-        parts.append(f'<div class="banner emulated">⚠ {html.escape(name)} ran with weaker confinement than '
-                     f'its production default: {html.escape(warning)}</div>')
-    return "".join(parts)
+        out.append({"kind": "confinement", "text": f"⚠ {label.get(name, name)} ran with weaker confinement than "
+                                                   f"its production default: {warning}"})
+    return out
 
 
-def _platforms_line(infos: dict[str, PlatformInfo]) -> str:
-    """How each platform isolated or accelerated here (from its own description)."""
-    labels = [f"{html.escape(i.display_name)} ({html.escape(i.label)})" for i in infos.values()]
-    return f'<p class="meta">Platforms as they ran here: {"; ".join(labels)}.</p>' if labels else ""
+def gap_reasons(outcomes: list[CellOutcome]) -> dict[tuple[str, str], str]:
+    """(platform, scenario) -> why it has no (or not all) numbers: the failed/skipped cell's reason."""
+    reasons = {}
+    for o in outcomes:
+        if o.status in ("failed", "skipped"):
+            reasons[(o.platform, o.scenario)] = f"{o.status}: {o.reason}"
+    return reasons
 
 
-def _problems_banner(problems: list[str]) -> str:
-    """What could not be read from the results directory (bench.dataset), so the reader knows what is missing."""
-    if not problems:
-        return ""
-    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-    return f'<div class="banner failed" id="missing">Missing or unreadable results<ul>{items}</ul></div>'
-
-
-def _outcome_banners(dataset: Dataset) -> str:
-    outcomes = {(o.outcome.platform, o.outcome.scenario): o.outcome for o in dataset.outcomes}
-    parts = []
-    failed = [o for o in outcomes.values() if o.status == "failed"]
-    skipped = [o for o in outcomes.values() if o.status == "skipped"]
-    noted = [o for o in outcomes.values() if o.status == "ok" and o.reason]
-    if failed:
-        items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)} "
-                        f"({o.repetitions} repetitions kept)</li>" for o in failed)
-        parts.append(f'<div class="banner failed">Failed cells<ul>{items}</ul></div>')
-    if skipped:
-        items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)}</li>"
-                        for o in skipped)
-        parts.append(f'<div class="banner skipped">Skipped cells<ul>{items}</ul></div>')
-    if noted:
-        items = "".join(f"<li>{html.escape(o.platform)} × {html.escape(o.scenario)}: {html.escape(o.reason)}</li>"
-                        for o in noted)
-        parts.append(f'<div class="banner skipped">Notes on completed cells<ul>{items}</ul></div>')
-    return "".join(parts)
-
-
-LOWER_IS_BETTER_UNITS = {"s", "ms", "µs", "us", "ns", "MiB", "segments", "fraction of bytes read"}
-
-
-def lower_is_better(unit: str) -> bool:
-    """Times, latencies, memory and disk footprints, retransmits: smaller is better."""
-    return unit in LOWER_IS_BETTER_UNITS
-
-
-def ratio_color(ratio: float, lower_better: bool) -> str:
-    """Green where the platform does better than the baseline, red where worse (log scale, ±2x saturates)."""
-    if pd.isna(ratio) or ratio <= 0:
-        return ""
-    score = math.log2(ratio) * (-1 if lower_better else 1)
-    red, green, blue = (int(255 * c) for c in matplotlib_cmap(0.5 + max(-1.0, min(1.0, score)) / 2)[:3])
-    return f"background-color: #{red:02x}{green:02x}{blue:02x}"
-
-
-def matplotlib_cmap(x: float) -> tuple[float, ...]:
-    from matplotlib import colormaps
-
-    return colormaps["RdYlGn"](x)
-
-
-def _scenario_table(summary: pd.DataFrame, infos: dict[str, PlatformInfo]) -> str:
-    """One row per metric/variant; per platform 'median [CI]' plus n, CV and ratio to the baseline."""
-    names = platforms.ordered(infos, summary.platform)
-    base = platforms.baseline(infos)
-    rows = []
-    for (metric, variant, unit), group in summary.groupby(["metric", "variant", "unit"], sort=True):
-        row: dict[str, object] = {"metric": metric, "variant": variant, "unit": unit}
-        for platform in names:
-            match = group[group.platform == platform]
-            if match.empty:
-                row[f"{platform} median [interval]"] = "–"
-                row[f"{platform} n / CV"] = "–"
-                continue
-            r = match.iloc[0].to_dict()
-            median, low, high = _fmt(r["median"]), _fmt(r["ci_low"]), _fmt(r["ci_high"])
-            level = stats.format_level(float(r["ci_level"]))
-            row[f"{platform} median [interval]"] = f"{median} [{low}–{high}] ({level})"
-            row[f"{platform} n / CV"] = f"{int(r['n'])} / {_fmt(100 * r['cv'], 2)}%"
-            if base is None or platform == base:
-                continue
-            row[f"{platform} ÷ {base}"] = r["ratio_to_native"]
-            if not math.isnan(r["ratio_ci_low"]):
-                row[f"{platform} ÷ {base} interval"] = (f"{r['ratio_ci_low']:.3f}–{r['ratio_ci_high']:.3f} "
-                                                       f"({stats.format_level(float(r['ratio_ci_level']))})")
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    ratio_suffix = f"÷ {base}"
-    frame = frame.reindex(columns=[c for c in frame.columns if base is None or not c.endswith(ratio_suffix) or
-                                   frame[c].notna().any()])
-    ratio_cols = [c for c in frame.columns if base is not None and c.endswith(ratio_suffix)]
-    lower_better = frame["unit"].map(lower_is_better)
-
-    def shade(column: pd.Series) -> list[str]:
-        return [ratio_color(v, low) for v, low in zip(column, lower_better, strict=True)]
-
-    styler = (frame.style.hide(axis="index").format(na_rep="–")
-              .format({c: lambda v: "–" if pd.isna(v) else f"{v:.3f}" for c in ratio_cols})
-              .apply(shade, subset=ratio_cols)
-              .set_table_attributes('class="summary"'))
-    return styler.to_html()
-
-
-def _env_section(env: dict[str, object]) -> str:
-    host = env.get("host", {}) or {}
-    cpu = env.get("cpu", {}) or {}
-    rows = {
-        "host kernel": host.get("kernel"), "OS": host.get("os"), "CPU": cpu.get("model"),
-        "logical CPUs": cpu.get("logical_cpus"), "memory": f"{int(env.get('memory_bytes', 0)) / 2**30:.1f} GiB",
-        "cgroups": json.dumps(env.get("cgroup")), "image": json.dumps(env.get("image")),
-        "isolab revision": json.dumps(env.get("isolab")), "command line": " ".join(env.get("command_line", [])),
-        "captured at": env.get("captured_at"),
-    }
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-    full = html.escape(json.dumps(env, indent=2, sort_keys=True))
-    return (f"<table>{table}</table><details><summary>full env.json</summary><pre>{full}</pre></details>")
-
-
-def _repetitions_text(config: dict[str, object]) -> str:
+def _repetitions_text(config: Mapping[str, object]) -> str:
     reps, cap = config.get("reps"), config.get("max_reps", config.get("reps"))
     own = {s: n for s, n in (config.get("reps_per_scenario") or {}).items() if n != reps}  # type: ignore[union-attr]
     if own:
@@ -191,66 +83,239 @@ def _repetitions_text(config: dict[str, object]) -> str:
     if cap == config.get("reps"):
         return f"{reps} repetitions per cell"
     target = 100 * float(config.get("cv_target", 0.05))  # type: ignore[arg-type]
-    return f"{reps} to {cap} repetitions per cell (extended while CV &gt; {target:.0f}%)"
+    return f"{reps} to {cap} repetitions per cell (extended while CV > {target:.0f} %)"
+
+
+def _frame_table(frame: pd.DataFrame) -> dict[str, object]:
+    """A generic DataFrame as header + formatted rows (numbers per formatting, missing as an em dash)."""
+    def cell(v: object) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return formatting.number(v) if not formatting.is_missing(v) else formatting.MISSING
+    return {"header": [str(c) for c in frame.columns],
+            "rows": [[cell(v) for v in row] for row in frame.itertuples(index=False)]}
+
+
+def _env_rows(env: Mapping[str, object]) -> list[tuple[str, str]]:
+    host = env.get("host", {}) or {}
+    cpu = env.get("cpu", {}) or {}
+    memory = env.get("memory_bytes")
+    return [
+        ("host kernel", str(host.get("kernel", formatting.MISSING))),  # type: ignore[union-attr]
+        ("OS", str(host.get("os", formatting.MISSING))),  # type: ignore[union-attr]
+        ("CPU", str(cpu.get("model", formatting.MISSING))),  # type: ignore[union-attr]
+        ("logical CPUs", str(cpu.get("logical_cpus", formatting.MISSING))),  # type: ignore[union-attr]
+        ("memory", f"{int(memory) / 2**30:.1f} GiB" if memory else formatting.MISSING),  # type: ignore[call-overload]
+        ("cgroups", json.dumps(env.get("cgroup"))), ("image", json.dumps(env.get("image"))),
+        ("isolab revision", json.dumps(env.get("isolab"))),
+        ("command line", " ".join(env.get("command_line", []) or [])),  # type: ignore[arg-type]
+        ("captured at", str(env.get("captured_at", formatting.MISSING))),
+    ]
+
+
+def _overview_cell(r: overview.AreaRow) -> dict[str, str]:
+    c = r.cost
+    span = formatting.COLOUR_RATIO_SPAN
+    colourable = 1 / span <= c.point <= span and not (c.low <= 1 <= c.high)
+    left_out = "; ".join(dict.fromkeys(r.metrics_left_out))
+    return {"cost": formatting.ratio(c.point) + "×",
+            "interval": f"{formatting.ratio(c.low)}–{formatting.ratio(c.high)}",
+            "level": c.label, "style": colour.cell_style(c.point) if colourable else "",
+            "title": f"{c.label}, {c.method}; {r.metrics_used} metric(s) used"
+                     + (f"; left out: {left_out}" if left_out else "")}
+
+
+def _overview_matrix(rows: list[overview.AreaRow], areas: list[str], views: list[PlatformInfo]) -> dict[str, object]:
+    """One row per area, one column pair (cost, interval) per compared platform; a gap says why."""
+    compared = [v for v in views if not v.baseline and any(r.platform.name == v.name for r in rows)]
+    matrix = []
+    for area in areas:
+        cells = []
+        for view in compared:
+            row = next((r for r in rows if r.area == area and r.platform.name == view.name), None)
+            cells.append(_overview_cell(row) if row else None)
+        if any(cells):
+            levels = sorted({c["level"] for c in cells if c})
+            matrix.append({"area": area, "cells": cells, "levels": ", ".join(levels)})
+    return {"platforms": [v.label for v in compared], "rows": matrix}
+
+
+def _headline(h: overview.Headline) -> dict[str, str]:
+    median, unit = formatting.scaled(h.median, h.unit)
+    low, _ = formatting.scaled(h.interval.low, h.unit, h.median)
+    high, _ = formatting.scaled(h.interval.high, h.unit, h.median)
+    return {"platform": h.platform.label, "label": h.label, "median": median, "unit": unit,
+            "interval": f"{low}–{high}", "level": h.interval.label}
+
+
+def _scenario_figures(samples: pd.DataFrame, scenario: str, platforms: list[PlatformInfo],
+                      figures_dir: Path) -> list[plots.Figure]:
+    rows = samples[samples.scenario == scenario]
+    figures: list[plots.Figure] = []
+    metrics = list(dict.fromkeys(rows["metric"]))
+    percentile_groups = plots.percentile_metrics(metrics)
+    in_percentile_plots = {m for series in percentile_groups.values() for _, m in series}
+    for metric in metrics:
+        if metric in in_percentile_plots:
+            continue  # drawn in the percentile figure below
+        mine = rows[rows.metric == metric]
+        variants = list(dict.fromkeys(mine["variant"]))
+        if all(v.startswith(PHASE_METRIC_HINT) for v in variants):
+            figure = plots.phases_figure(samples, scenario, metric, platforms, figures_dir)
+        else:
+            for unit in dict.fromkeys(mine["unit"]):
+                figures.append(plots.metric_figure(samples, scenario, metric, str(unit), platforms, figures_dir))
+            figure = None
+            if metric.endswith("_ready_s"):  # a start time: its CDF over every start
+                figure = plots.cdf_figure(samples, scenario, metric, platforms, figures_dir)
+        if figure is not None:
+            figures.append(figure)
+    for prefix, series in percentile_groups.items():
+        figure = plots.percentiles_figure(samples, scenario, prefix, series, platforms, figures_dir)
+        if figure is not None:
+            figures.append(figure)
+    return figures
 
 
 def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Path:
-    """The report of a run or merged dataset; what cannot be read is listed in the report, not raised."""
+    """The report of a run or merged dataset (bench.dataset); what cannot be read is listed, not raised."""
     out_dir = out_dir or reports_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     data = source if isinstance(source, Dataset) else load(source.path if isinstance(source, RunStore) else source)
-    env, info, samples = data.env, data.info, data.samples
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
-    infos = platforms.platform_infos(data.platforms_env,
-                                     [*config.get("platforms", []), *sorted({s.platform for s in samples})])
-    base = platforms.baseline(infos)
-    magnitudes = [s for s in samples if not isolation.is_boolean(s.unit)]  # yes/no answers: the matrix only
-    summary = summary_frame(magnitudes, base, data.hosts) if magnitudes else pd.DataFrame()
-    parts = [f"<h1>isolab report — run {html.escape(data.name)}</h1>",
-             f'<p class="meta">profile {html.escape(str(config.get("profile")))}, '
-             f'{_repetitions_text(config)}, '
-             f'platforms {", ".join(config.get("platforms", []))}, '
-             f'scenarios {", ".join(config.get("scenarios", []))}; run status: '
-             f'{html.escape(str(info.get("status")))}; started {info.get("started_at")}, '
-             f'finished {info.get("finished_at", "–")}</p>',
-             _problems_banner(data.problems), _platforms_line(infos), platform_banners(env, infos),
-             _outcome_banners(data)]
-    if summary.empty:
-        parts.append("<p>No samples were measured in this run.</p>")
+    run_dir = out_dir / data.name
+    figures_dir, tables_dir = run_dir / "figures", run_dir / "tables"
+    env, info = data.env, data.info
+    config: Mapping[str, object] = info.get("config") if isinstance(info.get("config"), dict) else {}  # type: ignore[assignment]
+    samples_list = data.samples
+    magnitudes = [s for s in samples_list if not isolation.is_boolean(s.unit)]  # yes/no answers: the matrix only
+    outcomes = [o.outcome for o in data.outcomes]
+    samples = samples_frame(magnitudes, data.hosts)
+    seen = sorted({s.platform for s in samples_list} | {o.platform for o in outcomes})
+    infos = platforms.platform_infos(data.platforms_env, [*(config.get("platforms", []) or []), *seen])  # type: ignore[list-item]
+    baseline_name = platforms.baseline(infos)
+    summary = summary_frame(magnitudes, baseline_name, data.hosts) if magnitudes else pd.DataFrame()
+    hosts = sorted(set(summary["host"])) if not summary.empty else []
+    shown_infos = dict(infos)
+    plain_summary = summary
+    if len(hosts) > 1:  # a fleet: every host × platform is a platform of its own; hosts are never pooled
+        summary, shown_infos = by_host(summary, infos)
+        samples = samples.assign(platform=[f"{p} @ {h}" if h else p
+                                           for p, h in zip(samples.platform, samples.host, strict=True)])
+    views = sorted(shown_infos.values(), key=lambda i: not i.baseline)  # baseline first, then the run's order
+    baseline = next((v for v in views if v.baseline), None)
+    reasons = gap_reasons(outcomes)
+    metric_order = list(dict.fromkeys(samples["metric"]))
+    answers_only = {s.scenario for s in samples_list if isolation.is_boolean(s.unit)} - set(samples["scenario"])
+    scenario_order = [s for s in dict.fromkeys([*(config.get("scenarios", []) or []), *samples["scenario"]])  # type: ignore[list-item]
+                      if s not in answers_only]  # yes/no scenarios: the isolation matrix, not a table
+
+    csv_files: list[Path] = []
+    tex_files: list[Path] = []
+    sections = []
+    for scenario in scenario_order:
+        long = tables.long_table(summary, scenario, views, metric_order, reasons)
+        section: dict[str, object] = {"name": scenario, "id": f"section-{scenario}",
+                                      "reason": "; ".join(f"{p.label}: {reasons[(p.name, scenario)]}"
+                                                          for p in views if (p.name, scenario) in reasons),
+                                      "variant_notes": tables.variant_gaps(summary, scenario, views, reasons)}
+        if long.empty:
+            section.update(rows=[], figures=[])
+            sections.append(section)
+            continue
+        csv_files.append(export.write_csv(long, tables_dir / f"{scenario}.csv"))
+        display = tables.display_rows(long, views)
+        tex_rows = [[r.metric, r.variant, r.platform.label, r.unit, r.cells["median"].text,
+                     r.cells["interval"].text if "interval" in r.cells else formatting.MISSING,
+                     r.cells["level"].text if "level" in r.cells else formatting.MISSING,
+                     r.cells["n"].text, r.cells["ratio"].text, r.cells["ratio interval"].text] for r in display]
+        tex_files.append(export.write_latex(export.latex_table(
+            ["metric", "variant", "platform", "unit", "median", "interval", "level", "n", "ratio", "ratio interval"],
+            tex_rows, f"{scenario}: median, interval with its level, ratio to the baseline", scenario),
+            tables_dir / f"{scenario}.tex"))
+        section.update(rows=display, figures=_scenario_figures(samples, scenario, views, figures_dir))
+        sections.append(section)
+
+    area_rows = overview.area_costs(samples, views)
+    areas = list(dict.fromkeys(overview.area_of(s) for s in scenario_order))
+    headlines = overview.headline_numbers(samples, views, HEADLINES)
+    isolation_html = isolation.section(samples_list, data.path, infos) + noisy.section(samples_list, data.path, infos)
+    protects = overview.isolation_counts(samples_list, list(infos.values()))
+    overview_table = _overview_matrix(area_rows, areas, views)
+    overview_figure = plots.overview_figure(area_rows, areas, views, figures_dir) if area_rows else None
+    if area_rows:
+        frame = pd.DataFrame([{"area": r.area, "platform": r.platform.name, "platform_label": r.platform.label,
+                               "cost_ratio": r.cost.point, "interval_low": r.cost.low, "interval_high": r.cost.high,
+                               "interval_level": r.cost.level, "interval_method": r.cost.method, "n": r.cost.n,
+                               "metrics_used": r.metrics_used} for r in area_rows])
+        csv_files.insert(0, export.write_csv(frame, tables_dir / "summary.csv"))
+        tex_files.insert(0, export.write_latex(export.latex_table(
+            ["area", "platform", "cost ratio", "interval", "level", "metrics"],
+            [[r.area, r.platform.label, formatting.ratio(r.cost.point) + "×",
+              f"{formatting.ratio(r.cost.low)}–{formatting.ratio(r.cost.high)}", r.cost.label, r.metrics_used]
+             for r in area_rows],
+            "Cost per area: geometric mean of direction-normalised ratios to the baseline (> 1 costs more)",
+            "summary"), tables_dir / "summary.tex"))
+
+    claims = claims_frame(plain_summary, infos, magnitudes, data.hosts) if magnitudes else pd.DataFrame()
+    versus = pairwise_mann_whitney(magnitudes, platforms.contrasting_pairs(infos), data.hosts) \
+        if magnitudes else pd.DataFrame()
+    if not versus.empty:
+        versus = versus.assign(platform_a=versus["platform_a"].map(lambda n: infos[n].label if n in infos else n),
+                               platform_b=versus["platform_b"].map(lambda n: infos[n].label if n in infos else n))
+        csv_files.append(export.write_csv(versus, tables_dir / "pairwise.csv"))
+    if not claims.empty:
+        csv_files.append(export.write_csv(claims, tables_dir / "claims.csv"))
+        tex_files.append(export.write_latex(export.latex_table(
+            list(claims.columns), claims.astype(str).values.tolist(), "Claims from the literature and this host",
+            "claims"), tables_dir / "claims.tex"))
+    if tex_files:
+        tex_files_doc = export.write_document(tex_files, tables_dir / "report-tables.tex",
+                                              f"isolab run {data.name}")
     else:
-        base_name = html.escape(base or "a baseline")
-        parts.append(f"<p class=\"meta\">Each cell: median of the repetitions with an interval of the median at "
-                     f"its real confidence level (distribution-free order-statistic interval: n = 3 gives 75 %, "
-                     f"n = 6 96.875 %), n repetitions and coefficient of variation; ratio to {base_name} is the "
-                     f"ratio of medians with an interval at its real level (higher-is-better metrics: &lt;1 means "
-                     f"slower than {base_name}; "
-                     f"for times and latencies &gt;1 means slower). The baseline has only the host's network "
-                     f"stack, so every network mode is compared with its host network.</p>")
-        claims = claims_frame(summary, infos, samples, data.hosts)
-        parts.append("<h2>claims: the literature next to this host</h2>")
-        parts.append(claims.style.hide(axis="index").to_html())
-        if summary["host"].nunique() > 1:  # a fleet: one column per host × platform, hosts never pooled
-            parts.append(f"<p class=\"meta\">Hosts: {html.escape(', '.join(sorted(set(summary.host))))}. "
-                         "Each platform is shown per host; ratios compare platforms on the same host.</p>")
-            summary, infos = by_host(summary, infos)
-        for scenario, group in summary.groupby("scenario", sort=True):
-            parts.append(f"<h2>{html.escape(str(scenario))}</h2>")
-            parts.append(_scenario_table(group, infos))
-            for (metric, unit), metric_group in group.groupby(["metric", "unit"], sort=True):
-                parts.append(f'<div class="plot">{plots.medians_with_ci(metric_group, metric, unit, infos)}</div>')
-        versus = pairwise_mann_whitney(magnitudes, platforms.contrasting_pairs(infos), data.hosts)
-        if not versus.empty:
-            parts.append("<h2>platforms of different kinds, pairwise (Mann-Whitney U, two-sided)</h2>")
-            parts.append(versus.style.hide(axis="index").format(precision=4).to_html())
-        summary.to_csv(out_dir / f"{data.name}.csv", index=False)
-        (out_dir / f"{data.name}.tex").write_text(
-            summary.drop(columns=["ci_method", "ratio_ci_method", "ratio_note", "ratio_to_native"], errors="ignore")
-            .style.hide(axis="index").format(precision=4).to_latex(hrules=True))
-    parts.append(isolation.section(samples, data.path, infos))
-    parts.append(noisy.section(samples, data.path, infos))
-    parts.append("<h2>environment</h2>" + _env_section(env))
-    document = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>isolab {data.name}"
-                f"</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+        tex_files_doc = None
+
+    failed = [o for o in outcomes if o.status == "failed"]
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    noted = [o for o in outcomes if o.status == "ok" and o.reason]
+    label = {v.name: v.label for v in views}
+    context = {
+        "run_id": data.name,
+        "profile": config.get("profile", formatting.MISSING),
+        "repetitions": _repetitions_text(config),
+        "platforms": views,
+        "scenarios": scenario_order,
+        "status": info.get("status", formatting.MISSING),
+        "started": info.get("started_at", formatting.MISSING),
+        "finished": info.get("finished_at", formatting.MISSING),
+        "banners": banners(data.platforms_env, views),
+        "problems": data.problems,
+        "failed": [(label.get(o.platform, o.platform), o.scenario, o.reason, o.repetitions) for o in failed],
+        "skipped": [(label.get(o.platform, o.platform), o.scenario, o.reason) for o in skipped],
+        "noted": [(label.get(o.platform, o.platform), o.scenario, o.reason) for o in noted],
+        "has_samples": not samples.empty,
+        "overview": overview_table,
+        "overview_figure": overview_figure,
+        "sentence": overview.sentence(area_rows, headlines, views, protects),
+        "protects": protects,
+        "hosts": hosts,
+        "isolation_html": markupsafe.Markup(isolation_html),  # built escaped by reporting.isolation and .noisy
+        "headlines": [_headline(h) for h in headlines],
+        "baseline": baseline,
+        "claims": _frame_table(claims) if not claims.empty else None,
+        "pairwise": _frame_table(versus.drop(columns=["host"], errors="ignore")) if not versus.empty else None,
+        "sections": sections,
+        "columns": tables.DISPLAY_COLUMNS,
+        "environment": _env_rows(env),
+        "env_json": json.dumps(env, indent=2, sort_keys=True, default=str),
+        "exports": sorted(str(p.relative_to(out_dir)) for p in [*csv_files, *tex_files,
+                                                                 *([tex_files_doc] if tex_files_doc else [])]),
+        "figure_files": sorted(str(p.relative_to(out_dir)) for p in figures_dir.glob("*")) if figures_dir.is_dir()
+        else [],
+        "missing": formatting.MISSING,
+    }
+    document = _environment().get_template("report.html.j2").render(**context)
     target = out_dir / f"{data.name}.html"
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(document, encoding="utf-8")

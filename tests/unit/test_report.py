@@ -36,14 +36,16 @@ def test_report_is_self_contained_and_honest(tmp_path):
     path = build(make_run(tmp_path), tmp_path / "reports")
     text = path.read_text()
     assert path.name == "r1.html"
-    assert "100 [99–101]" in text  # median with its CI
+    assert '<td class="num">100</td>' in text and "99.0–101" in text  # median with its interval
+    assert "75 %" in text  # at its real level
     assert "were <em>emulated</em>" in text and "TCG" in text  # the accelerator banner (old env: no info)
     assert "guest agent did not answer" in text  # failures are listed with the reason
     assert "container ÷ native = 0.990" in text and "Felter" in text  # the claims table
     assert "not testable here (" in text  # claims whose kind did not run, or that need KVM, say why
-    assert "<svg" in text  # plots are inline
+    assert "data:image/svg+xml;base64," in text  # figures are embedded
     assert 'src="http' not in text and "<link" not in text and "<script" not in text  # nothing fetched
-    assert (tmp_path / "reports" / "r1.csv").exists() and (tmp_path / "reports" / "r1.tex").exists()
+    tables = tmp_path / "reports" / "r1" / "tables"
+    assert (tables / "cpu.csv").exists() and (tables / "cpu.tex").exists() and (tables / "summary.csv").exists()
 
 
 def test_kvm_banner(tmp_path):
