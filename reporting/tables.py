@@ -151,8 +151,9 @@ def display_rows(table: pd.DataFrame, platforms: list[PlatformInfo]) -> list[Dis
             if colourable and formatting.is_missing(r["cost_ratio"]):
                 colourable, why = False, "no better side: neither higher nor lower is better"
             style = colour.cell_style(float(r["cost_ratio"])) if colourable else ""
-            title = f"{platform.name} ÷ {baseline_name}; {better}; " + (("shaded: worse than the baseline" if float(r["cost_ratio"]) > 1
-                                       else "shaded: better than the baseline") if colourable else why)
+            shade = "worse than" if float(r["cost_ratio"]) > 1 else "better than"
+            title = f"{platform.name} ÷ {baseline_name}; {better}; " + (
+                f"shaded: {shade} the baseline" if colourable else why)
             if r["note"]:
                 title += f"; {r['note']}"
             row.cells["ratio"] = DisplayCell(formatting.ratio(r["ratio_to_baseline"]) + "×", title=title, style=style)
