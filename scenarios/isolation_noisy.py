@@ -55,7 +55,17 @@ from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance, Platform
 from runtime.spec import ExecResult, InstanceSpec, parse_rate, parse_size
 from scenarios import heartbeat
-from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.base import (
+    DAY_S,
+    MEMORY_BUS_MB_S,
+    MEMORY_BUS_WHY,
+    Range,
+    RawSink,
+    Sample,
+    ScenarioError,
+    check,
+    require_tools,
+)
 from scenarios.parsers import ParseError, fio, netperf, sysbench
 
 NAME = "isolation_noisy"
@@ -77,6 +87,16 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "victim_rr_latency_mean": ("µs", _KEYS),
     "heartbeat_lateness_p99": ("ms", _KEYS),
     "heartbeat_lateness_max": ("ms", _KEYS),
+}
+#: Plausible values (bench.sanity), the same bounds as the cpu, memory, disk and network scenarios'.
+_LATE = Range("lower", DAY_S * 1e3, "a day", zero_ok=True)  # a wake-up on time is 0 ms late (clamped at 0)
+RANGES: dict[str, Range] = {
+    "victim_cpu_events_per_s": Range("higher", 1e10, "more per second than the CPU has cycles (10^10/s)"),
+    "victim_memory_bandwidth": Range("higher", MEMORY_BUS_MB_S * 1e6 / 2**20, MEMORY_BUS_WHY),
+    "victim_disk_randread_iops": Range("higher", 1e8, "100 M IOPS: above any host's storage stack"),
+    "victim_rr_latency_mean": Range("lower", DAY_S * 1e6, "a day"),
+    "heartbeat_lateness_p99": _LATE,
+    "heartbeat_lateness_max": _LATE,
 }
 PRECISION_METRICS = ("victim_cpu_events_per_s", "victim_memory_bandwidth", "victim_disk_randread_iops")
 

@@ -11,15 +11,11 @@ from bench import sanity
 from bench.config import RunConfig
 from bench.harness import Harness
 from bench.results import RunStore
-from scenarios import base, cpu, disk, footprint, isolation_visibility, memory, network, startup
+from scenarios import base, cpu, disk, network
 from scenarios.base import Range, Sample
 
-MODULES = (cpu, memory, disk, network, startup, footprint, isolation_visibility)
+MODULES = tuple(base.load(name) for name in base.SCENARIOS)  # a new scenario is covered (and needs RANGES)
 DECLARED = [(m, name, m.METRICS[name][0], spec) for m in MODULES for name, spec in m.RANGES.items()]
-
-
-def test_every_scenario_is_covered():
-    assert {m.NAME for m in MODULES} == set(base.SCENARIOS)
 
 
 def _emitted(module):
