@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import stats
 from bench.stats import Summary, summarize
 from runtime.container.cgroups import cgroup_version
 from runtime.container.cgroups.devices import attach_device_filter, filter_program
@@ -95,14 +96,15 @@ def render(summaries: dict[str, Summary], mount: Path, command: str, loads: tupl
         "the same plus attaching the BPF device filter (what the v2 backend adds to each start); `filter load`: "
         "loading the program (verifier and JIT), which the runtime does once per process and keeps; "
         "`container start`: our runtime's `/bin/true`, start request to exit and removal, in the same run. "
-        f"Interval: 95 % bootstrap interval of the median. Host load average (1/5/15 min) before: {loads[0]}, "
+        f"Interval of the median: {plain.interval.label}. Host load average (1/5/15 min) before: {loads[0]}, "
         f"after: {loads[1]} (other jobs share the 2 cores: the container start median moves with them).",
         "",
-        "| what | n | median (ms) | 95 % CI of median (ms) | mean (ms) | stdev (ms) |",
+        "| what | n | median (ms) | interval of median (ms, level) | mean (ms) | stdev (ms) |",
         "|---|---|---|---|---|---|",
     ]
     for name, s in summaries.items():
-        lines.append(f"| {name} | {s.n} | {s.median:.3f} | {s.ci_low:.3f}–{s.ci_high:.3f} | {s.mean:.3f} | "
+        level = stats.format_level(s.interval.level)
+        lines.append(f"| {name} | {s.n} | {s.median:.3f} | {s.ci_low:.3f}–{s.ci_high:.3f} ({level}) | {s.mean:.3f} | "
                      f"{s.stdev:.3f} |")
     lines += [
         "",

@@ -4,8 +4,8 @@
 
 Direct: `chroot <image rootfs> sysbench cpu ...` from this process, no harness. Through the
 harness: the native × cpu cell via pytest + pytest-benchmark (execute()), with the same sysbench
-parameters. Batches run direct, harness, direct (to expose drift); the table gives median, 95%
-bootstrap CI and n of each, and the relative difference of the medians.
+parameters. Batches run direct, harness, direct (to expose drift); the table gives median, the
+interval of the median at its real level (bench.stats) and n of each, and the relative difference of the medians.
 """
 
 from __future__ import annotations
