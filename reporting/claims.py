@@ -201,7 +201,7 @@ def _hosts(summary: pd.DataFrame) -> int:
 
 def _why_untestable(claim: Claim, info: PlatformInfo | None, summary: pd.DataFrame) -> str:
     if info is None:
-        return f"platform not run (no {claim.kind} platform in this run)"
+        return f"platform not run: no {claim.kind} platform in this run"
     if "kvm" in claim.needs and info.emulated:
         return f"{info.display_name} emulated ({info.mechanism}): needs KVM"
     if "nic" in claim.needs:
@@ -250,8 +250,12 @@ def claims_frame(summary: pd.DataFrame, infos: dict[str, PlatformInfo],
             rows = _find(summary, info.name, claim)
             why = _why_untestable(claim, info, summary)
             if rows.empty:
-                records.append(_row(claim, info.label, "not measured in this run", NOT_TESTABLE,
-                                    why or f"{claim.metric} {claim.variant} was not measured on {info.name}"))
+                ran = not summary.empty and bool(((summary.platform == info.name)
+                                                  & (summary.scenario == claim.scenario)).any())
+                wanted = ",".join(f"{k}={v}" for k, v in claim.variant.items()) or "any variant"
+                missing = (f"{claim.metric} [{wanted}] was not measured on {info.name}" if ran else
+                           f"scenario {claim.scenario} has no samples on {info.name} in this run")
+                records.append(_row(claim, info.label, "not measured in this run", NOT_TESTABLE, why or missing))
                 continue
             for _, row in rows.drop_duplicates("host").iterrows():
                 records.append(_judged(claim, info, row, base, infos, frame, why))
@@ -276,7 +280,7 @@ def _judged(claim: Claim, info: PlatformInfo, row: pd.Series, base: str | None, 
     else:
         others = [i for i in infos.values() if i.kind == claim.versus and not i.baseline]
         if not others:
-            return _row(claim, label, median, NOT_TESTABLE, f"platform not run (no {claim.versus} platform to compare)")
+            return _row(claim, label, median, NOT_TESTABLE, f"platform not run: no {claim.versus} platform to compare")
         change = _versus_kind(claim, info, others[0], frame, str(row.get("host", "")), str(row["variant"]))
         against = others[0].name
     if math.isnan(change.point):

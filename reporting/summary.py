@@ -46,7 +46,7 @@ COLUMNS = ["host", "platform", *KEYS, "direction", "n", "n_instances", "n_sample
 # Units whose smaller values are better (times, latencies, memory and disk footprints, retransmits) and
 # units that are neither (fractions, counts of things a run chose); every other unit is a rate.
 LOWER_IS_BETTER_UNITS = frozenset({"s", "ms", "µs", "us", "ns", "MiB", "segments"})
-NO_DIRECTION_UNITS = frozenset({"fraction of bytes read"})
+NO_DIRECTION_UNITS = frozenset({"fraction of bytes read", "yes/no", "cpus"})
 HIGHER_IS_BETTER_UNITS = frozenset({"instances"})
 
 

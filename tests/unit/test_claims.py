@@ -101,11 +101,14 @@ def test_direction_and_level_below_95():
 def test_not_testable_here_says_why():
     values = {"base": [100.0, 101, 102], "box": [99.0, 100, 101], "guest": [10.0, 11, 12]}
     assert _verdict(_claim(kind="sandboxed container"), values) == (
-        "not testable here (platform not run (no sandboxed container platform in this run))")
+        "not testable here (platform not run: no sandboxed container platform in this run)")
     kvm = _claim(kind="vm", needs=("kvm",))
     assert _verdict(kvm, values) == "not testable here (Guest emulated (TCG (emulated)): needs KVM)"
     missing = _claim(variant={"threads": 2})
-    assert _verdict(missing, values).startswith("not testable here (sysbench_cpu_events_per_s")
+    assert _verdict(missing, values) == (
+        "not testable here (sysbench_cpu_events_per_s [threads=2] was not measured on box)")
+    assert _verdict(_claim(scenario="memory", metric="sysbench_memory_bandwidth"), values) == (
+        "not testable here (scenario memory has no samples on box in this run)")
 
 
 def test_for_comparison_and_versus_another_kind():
@@ -123,4 +126,4 @@ def test_the_shipped_registry_runs_on_a_run_with_all_kinds_absent_but_baseline()
     samples = _samples({"base": [100.0, 101, 102]})
     frame = registry.claims_frame(summary_frame(samples, "base"), {"base": INFOS["base"]}, samples)
     assert len(frame) == len(registry.load_claims())
-    assert frame["verdict"].str.startswith("not testable here (platform not run").all()
+    assert frame["verdict"].str.startswith("not testable here (platform not run: no ").all()
