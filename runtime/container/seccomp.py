@@ -19,7 +19,6 @@ import importlib.util
 import os
 import platform
 import re
-import sysconfig
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -60,12 +59,13 @@ def bindings() -> ModuleType:
         return seccomp  # type: ignore[no-any-return]
     except ImportError:
         pass
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    path = os.path.join(DEBIAN_DIST_PACKAGES, "seccomp" + suffix)
-    if not os.path.exists(path):
+    candidates = [os.path.join(DEBIAN_DIST_PACKAGES, "seccomp" + suffix)
+                  for suffix in importlib.machinery.EXTENSION_SUFFIXES]  # this interpreter's ABI first
+    path = next((c for c in candidates if os.path.exists(c)), None)
+    if path is None:
         raise PlatformUnavailable(
-            f"container: libseccomp's Python bindings are missing (no module 'seccomp', no {path}): "
-            "install the Debian package python3-seccomp (`nox -s setup` does)")
+            f"container: libseccomp's Python bindings are missing (no module 'seccomp', none of "
+            f"{', '.join(candidates)}): install the Debian package python3-seccomp (`nox -s setup` does)")
     loader = importlib.machinery.ExtensionFileLoader("seccomp", path)
     spec = importlib.util.spec_from_file_location("seccomp", path, loader=loader)
     assert spec is not None
