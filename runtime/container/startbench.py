@@ -144,7 +144,9 @@ def load_average() -> str:
 
 def render(results: dict[str, dict[str, float]], phase_medians: dict[str, float], versions: dict[str, str],
            command: str, runs: int, loads: tuple[str, str] = ("?", "?"),
-           rounds: list[dict[str, float]] | None = None) -> str:
+           rounds: list[dict[str, float]] | None = None,
+           seccomp_ratio: tuple[float, float, float, float] | None = None) -> str:
+    """The docs section. `seccomp_ratio`: (on/off ratio of medians, interval low, high, its level)."""
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
         f"(kernel {platform.release()}, {os.cpu_count()} cores, cgroup v1 hybrid), {runs} runs per runtime, "
@@ -200,6 +202,13 @@ def render(results: dict[str, dict[str, float]], phase_medians: dict[str, float]
         verdict = "met" if on <= 1.10 * off else "NOT met"
         lines.append(f"Target (seccomp on within 10 % of off, medians of all runs pooled): **{verdict}** "
                      f"({on:.2f} ms vs {off:.2f} ms, {100 * (on / off - 1):+.1f} %).")
+        if seccomp_ratio is not None:
+            point, low, high, level = seccomp_ratio
+            inside = "inside" if high <= 1.10 else "not wholly inside"
+            lines.append(f"Ratio of medians on / off: {point:.3f}, {100 * level:.0f} % interval "
+                         f"[{low:.3f}, {high:.3f}] (Mann-Whitney inversion on logs, n = "
+                         f"{results['ours']['n']:.0f} + {results['ours-unconfined']['n']:.0f}); the interval is "
+                         f"{inside} the 10 % target.")
         if rounds and len(rounds) > 1 and "ours-unconfined" in rounds[0]:
             ratios = [r["ours"] / r["ours-unconfined"] for r in rounds]
             lines.append("Per round, median on / median off: " + ", ".join(f"{x:.3f}" for x in ratios) + ".")
@@ -293,7 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     if docs:
         command = "sudo python -m runtime.container.startbench " + " ".join(argv or sys.argv[1:])
         loads = (load_before, load_average())
-        body = render(results, phase_medians, versions, command, args.runs * args.rounds, loads, rounds)
+        seccomp_ratio = None
+        if "ours" in samples and "ours-unconfined" in samples:
+            from bench.stats import ratio  # the suite's one statistics module
+
+            r = ratio(samples["ours"], samples["ours-unconfined"])
+            seccomp_ratio = (r.point, r.interval.low, r.interval.high, r.interval.level)
+        body = render(results, phase_medians, versions, command, args.runs * args.rounds, loads, rounds,
+                      seccomp_ratio)
         update_docs(docs, body)
         print(f"updated {docs}")
     return 0

@@ -30,7 +30,8 @@ def test_container_startbench_summary_statistics():
 def test_container_startbench_seccomp_verdict():
     results = {"ours": summarize([0.0105, 0.0106, 0.0107]), "ours-unconfined": summarize([0.010, 0.010, 0.010])}
     rounds = [{"ours": 10.6, "ours-unconfined": 10.0}, {"ours": 10.5, "ours-unconfined": 10.1}]
-    text = render(results, {"exec": 1.0}, {}, "cmd", 3, ("1", "2"), rounds)
+    text = render(results, {"exec": 1.0}, {}, "cmd", 3, ("1", "2"), rounds, (1.06, 1.04, 1.08, 0.95))
     assert "seccomp on within 10 % of off" in text and "**met**" in text and "+6.0 %" in text
+    assert "95 % interval [1.040, 1.080]" in text and "is inside the 10 % target" in text
     slow = {"ours": summarize([0.012] * 3), "ours-unconfined": summarize([0.010] * 3)}
     assert "**NOT met**" in render(slow, {"exec": 1.0}, {}, "cmd", 3)
