@@ -114,7 +114,7 @@ def _lines(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str, obj
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
-            where = "its last line is torn (an interrupted write)" if number == len(lines) else (
+            where = f"its last line ({number}) is torn (an interrupted write)" if number == len(lines) else (
                 f"line {number} is not JSON ({exc.msg})")
             problems.append(f"{path.name}: {where}; skipped")
             continue

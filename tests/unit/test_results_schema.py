@@ -162,3 +162,30 @@ def test_the_report_reader_counts_only_finished_attempts(tmp_path):
     loaded = dataset.load(store.path)
     assert [s.platform for s in loaded.samples] == ["native"] * 3
     assert any("1 sample(s) of cell attempts that did not finish" in p for p in loaded.problems)
+
+
+def test_every_results_file_and_directory_is_fsynced_before_the_run_is_marked_complete(tmp_path, monkeypatch):
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    store = RunStore.create(tmp_path, "run8")
+    store.write_run_info({"status": "running"})
+    store.add_samples([sample(attempt="a"), sample(attempt="a", repetition=2)])
+    store.add_outcome(CellOutcome("native", "cpu", "ok", repetitions=2, attempt="a"))
+    store.raw_writer("native", "cpu", 1)("sysbench.txt", "report")
+    (store.path / "pytest-benchmark.json").write_text("{}")  # written by pytest-benchmark, not atomically
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store.sync()
+    store.write_run_info({"status": "complete"})
+    marked = synced.index(str(store.path / "run.json").replace("run.json", ".run.json.tmp-" + str(os.getpid())))
+    before = set(synced[:marked])
+    files = {str(p) for p in store.path.rglob("*") if p.is_file()}
+    dirs = {str(p) for p in store.path.rglob("*") if p.is_dir()} | {str(store.path)}
+    assert files <= before and dirs <= before
+    assert synced[-1] == str(store.path)  # the rename of run.json made durable by the directory's fsync
