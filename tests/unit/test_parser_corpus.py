@@ -21,6 +21,7 @@ from scenarios.network import RR_SELECTORS
 from scenarios.parsers import ParseError, fio, iozone, iperf3, netperf, stressng, sysbench
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
+TOOLS = ("fio", "iozone", "iperf3", "netperf", "stress-ng", "sysbench")  # the tool dirs: every file classified
 OTHER_ORDER = ("THROUGHPUT", "THROUGHPUT_UNITS", "MEAN_LATENCY", "P50_LATENCY", "P90_LATENCY", "P99_LATENCY",
                "STDDEV_LATENCY", "MIN_LATENCY", "MAX_LATENCY", "TRANSACTION_RATE", "ELAPSED_TIME", "PROTOCOL")
 CUT_SHORT = r"ran [0-9.]+ s of the [0-9.]+ s asked for: it was stopped early"
@@ -135,7 +136,7 @@ CORPUS = {
 
 
 def test_every_fixture_is_classified():
-    on_disk = {f"{p.parent.name}/{p.name}" for p in FIXTURES.glob("*/*") if p.is_file()}
+    on_disk = {f"{p.parent.name}/{p.name}" for tool in TOOLS for p in (FIXTURES / tool).iterdir() if p.is_file()}
     assert on_disk - set(CORPUS) == set(), "fixtures without an expectation"
     assert set(CORPUS) - on_disk == set(), "expectations without a fixture"
 
