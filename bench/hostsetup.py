@@ -49,7 +49,15 @@ PACKAGES: dict[str, str] = {
 }
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
-QEMU_CONF_SETTINGS = {"user": '"root"', "group": '"root"', "security_driver": '"none"'}
+# QEMU as libvirt runs it in production (Debian's build defaults, written out so that a host whose
+# qemu.conf says otherwise is brought back): the unprivileged libvirt-qemu user and group, libvirt
+# chowning each domain's images to it while the domain runs and restoring the owner on shutdown
+# (remember_owner keeps the original owner and a use count in trusted.libvirt.security.* xattrs).
+QEMU_CONF_SETTINGS = {"user": '"libvirt-qemu"', "group": '"libvirt-qemu"', "dynamic_ownership": "1",
+                      "remember_owner": "1"}
+# Lines earlier isolab versions wrote that must go: security_driver unset lets libvirt probe the host's
+# MAC (AppArmor or SELinux) as a stock install does; "none" switched it off.
+QEMU_CONF_REMOVED = ('security_driver = "none"',)
 
 Say = Callable[[str], None]
 
@@ -99,6 +107,18 @@ def configure_libvirt(say: Say) -> None:
     except KeyError:
         _run(["useradd", "--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
     text = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
+    changed = qemu_conf_text(text)
+    if changed != text:
+        say(f"configuring {QEMU_CONF} (QEMU as libvirt-qemu with dynamic ownership, security driver "
+            "probed by libvirt)")
+        QEMU_CONF.parent.mkdir(parents=True, exist_ok=True)
+        QEMU_CONF.write_text(changed)
+        _restart_libvirtd_if_running(say)
+
+
+def qemu_conf_text(text: str) -> str:
+    """qemu.conf with isolab's settings applied (each replacing its first line, commented or not) and
+    the lines of QEMU_CONF_REMOVED commented out; unchanged when it already says all that."""
     changed = text
     for key, value in QEMU_CONF_SETTINGS.items():
         line = f"{key} = {value}"
@@ -106,11 +126,10 @@ def configure_libvirt(say: Say) -> None:
         if re.search(rf"^{re.escape(line)}$", changed, re.M):
             continue
         changed = pattern.sub(line, changed, count=1) if pattern.search(changed) else changed + f"\n{line}\n"
-    if changed != text:
-        say(f"configuring {QEMU_CONF} (user/group root, security_driver none)")
-        QEMU_CONF.parent.mkdir(parents=True, exist_ok=True)
-        QEMU_CONF.write_text(changed)
-        _restart_libvirtd_if_running(say)
+    for line in QEMU_CONF_REMOVED:
+        changed = re.sub(rf"^{re.escape(line)}$", f"#{line}  # isolab: left to libvirt's probe", changed,
+                         flags=re.M)
+    return changed
 
 
 def _pids_of(name: str) -> list[int]:

@@ -17,6 +17,14 @@ What the spec becomes:
   network     -> "bridge": virtio-net on the suite's bridge with a tap named isl…; "none": no NIC
 The kernel boots directly (PVH, uncompressed vmlinux) with our initramfs; the root disk is a qcow2
 overlay on the shared ext4 image; ttyS0 goes to a file; a virtio-serial channel carries the agent.
+
+Ownership: `qemu_label` ("+uid:+gid", libvirt-qemu's) becomes the domain's DAC <seclabel>; with
+relabel='yes' libvirt's dynamic ownership chowns the per-instance files (overlay, volume) and the
+kernel/initrd to it while the domain runs and gives them back on shutdown. The shared ext4 image is
+named as the overlay's <backingStore> with <seclabel model='dac' relabel='no'/>: libvirt never
+restores the owner of a backing image, so without this the shared image would stay owned (and
+writable) by libvirt-qemu; QEMU reads it through its world-readable mode. The root fallback is
+"+0:+0" with relabel='no' (see runtime.vm.confinement).
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ class DomainConfig:
     libvirt_bandwidth: bool = False  # <bandwidth> needs htb+sfq on the host; else tbf is applied by tc
     machine: str = "q35"
     emulator: str | None = None
+    backing: Path | None = None  # the shared raw image under the overlay, never relabelled by libvirt
+    qemu_label: str | None = None  # DAC "+uid:+gid" this domain's QEMU runs as (None: qemu.conf's user)
+    relabel: bool = True  # with qemu_label: libvirt chowns the images to it and back (dynamic ownership)
     extra_ignored: dict[str, object] = field(default_factory=dict)
 
 
@@ -112,11 +123,17 @@ def _pci_address(device: ET.Element, config: DomainConfig, slot: int) -> None:
 
 
 def _disk(devices: ET.Element, spec: InstanceSpec, config: DomainConfig, fmt: str, source: Path, dev: str,
-          slot: int) -> None:
-    """A virtio-blk file disk with O_DIRECT host access (cache='none', io='native') and the spec's iotune."""
+          slot: int, backing: Path | None = None) -> None:
+    """A virtio-blk file disk with O_DIRECT host access (cache='none', io='native') and the spec's iotune;
+    `backing`: a raw image under it that libvirt must not relabel."""
     disk = _sub(devices, "disk", type="file", device="disk")
     _sub(disk, "driver", name="qemu", type=fmt, cache="none", io="native", discard="unmap")
     _sub(disk, "source", file=str(source))
+    if backing is not None:
+        store = _sub(disk, "backingStore", type="file")
+        _sub(store, "format", type="raw")
+        _sub(_sub(store, "source", file=str(backing)), "seclabel", model="dac", relabel="no")
+        _sub(store, "backingStore")  # the chain ends here
     _sub(disk, "target", dev=dev, bus="virtio")
     _pci_address(disk, config, slot)
     iotune_values = {
@@ -190,7 +207,7 @@ def build_domain_xml(spec: InstanceSpec, config: DomainConfig) -> str:
     devices = _sub(domain, "devices")
     if config.emulator:
         _sub(devices, "emulator", config.emulator)
-    _disk(devices, spec, config, "qcow2", config.overlay, "vda", 0x03)
+    _disk(devices, spec, config, "qcow2", config.overlay, "vda", 0x03, config.backing)
     if spec.volume and config.volume is not None:
         _disk(devices, spec, config, "raw", config.volume, "vdb", 0x06)
 
@@ -217,5 +234,9 @@ def build_domain_xml(spec: InstanceSpec, config: DomainConfig) -> str:
     _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")
+    if config.qemu_label is not None:
+        relabel = "yes" if config.relabel else "no"
+        seclabel = _sub(domain, "seclabel", type="static", model="dac", relabel=relabel)
+        _sub(seclabel, "label", config.qemu_label)
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")

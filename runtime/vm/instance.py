@@ -1,7 +1,8 @@
 """One VM instance: its files, its libvirt domain, its boot phase by phase, exec and files via the agent.
 
 Start, in order: check the image files; make /var/lib/isolab/vm/<id>/ with the qcow2 overlay (backing
-file: the shared ext4 image) and the serial log path; build the XML; define the domain (phase
+file: the shared ext4 image), the instance's own copies of the kernel and initramfs and the serial log
+path; build the XML; define the domain (phase
 `define`); start it (`qemu_up`); wait on the serial log for ISOLAB-INITRAMFS (`kernel`) and
 ISOLAB-INIT (`init`); ping the agent until it answers (`agent`). With `InstanceSpec(volume=True)` the
 state dir also holds volume.raw, a sparse raw disk image made ext4 on the host (`mkfs.ext4`, no loop
@@ -9,6 +10,11 @@ mount) before the domain is defined, attached as vdb and mounted at /mnt through
 (phase `volume`). Any failure, KeyboardInterrupt
 included, destroys what was made before the error propagates. A failed boot's serial log is kept
 under /var/log/isolab/vm/ and named in the error.
+
+QEMU runs as the platform's confinement plan says (runtime.vm.confinement: libvirt-qemu, with libvirt
+chowning the overlay, volume, kernel and initramfs copies to it while the domain runs and back on
+shutdown; the shared ext4 image is only read). After boot the instance reads back who its QEMU process
+really is (/proc/<pid>/status) for env.json and the samples' metadata.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from runtime.errors import ImageError, InstanceError
 from runtime.naming import STATE_ROOT, VM_STATE_ROOT, link_name, new_instance_id
 from runtime.platform import Instance, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
-from runtime.vm import libvirt_conn
+from runtime.vm import confinement, libvirt_conn
 from runtime.vm.agent import AgentError, GuestAgent
 from runtime.vm.bootwatch import MARKER_INIT, MARKER_KERNEL, BootFailed, SerialWatch
 from runtime.vm.domain_xml import DomainConfig, build_domain_xml, ignored_limits, memory_bytes, vcpu_count
@@ -71,6 +77,8 @@ class VmInstance(Instance):
         self.name = f"{libvirt_conn.VM_DOMAIN_PREFIX}{self.instance_id.removeprefix('vm-')}"
         self.dir = VM_STATE_ROOT / self.instance_id
         self.overlay = self.dir / "overlay.qcow2"
+        self.kernel = self.dir / "vmlinux"
+        self.initramfs = self.dir / "initramfs.img"
         self.volume = self.dir / "volume.raw" if spec.volume else None
         self.serial_log = self.dir / "serial.log"
         self.start_phases = StartPhases()
@@ -85,6 +93,7 @@ class VmInstance(Instance):
         self._address: str | None = None
         self._destroyed = False
         self.create_retries = 0
+        self.qemu_process: dict[str, object] | None = None
 
     # ---- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,6 +112,7 @@ class VmInstance(Instance):
         check_image_files(owner.image)
         state.claim(self.dir, "vm", mode=0o755)  # QEMU opens the disk images in it
         self._make_overlay()
+        self._copy_boot_files()
         if self.volume is not None:
             self._make_volume(self.volume)
         config = self._domain_config()
@@ -142,6 +152,17 @@ class VmInstance(Instance):
             self.start_phases.lap("volume")
         if self.spec.network == "bridge" and self.spec.bandwidth is not None:
             self._shape(self.spec.bandwidth)
+        self._read_qemu_process()
+
+    def _read_qemu_process(self) -> None:
+        """Who this domain's QEMU really runs as (after the timed phases: a few /proc reads)."""
+        pids = self.host_pids()
+        try:
+            self.qemu_process = confinement.read_qemu_process(pids[0]) if pids else None
+        except (OSError, KeyError, ValueError, IndexError):
+            self.qemu_process = None
+        if self.qemu_process is not None:
+            self.owner.qemu_process = self.qemu_process
 
     def _shape(self, rate_bits: int) -> None:
         """tbf on the tap (host -> guest) and on the guest's NIC (guest -> host)."""
@@ -186,6 +207,20 @@ class VmInstance(Instance):
             raise InstanceError(f"{self.where}: qemu-img could not create the overlay {self.overlay}: "
                                 f"{proc.stderr.strip()}")
 
+    def _copy_boot_files(self) -> None:
+        """This instance's own kernel and initramfs (71 MB, ~0.1 s on a loaded host, in `define`).
+
+        libvirt's dynamic ownership chowns <kernel>/<initrd> to QEMU's user while the domain runs. On
+        the shared cached files that would let any QEMU rewrite the kernel every later VM boots, and
+        libvirt refuses to start a domain whose label differs from the one a running domain put on
+        them ("Setting different DAC user or group ... already in use", e.g. a root fallback domain
+        beside libvirt-qemu ones). Private copies have neither problem and go with the instance."""
+        for source, target in ((self.owner.image.vmlinux, self.kernel), (self.owner.image.initramfs, self.initramfs)):
+            try:
+                shutil.copyfile(source, target)
+            except OSError as exc:
+                raise InstanceError(f"{self.where}: cannot copy {source} to {target}: {exc}") from exc
+
     def _make_volume(self, path: Path) -> None:
         """A sparse raw image of owner.volume_size, formatted ext4 on the host (mkfs works on the file)."""
         try:
@@ -225,10 +260,11 @@ class VmInstance(Instance):
             token = self.instance_id.removeprefix("vm-")
             mac = "52:54:00:" + ":".join(token[i:i + 2] for i in (0, 2, 4))
         return DomainConfig(
-            name=self.name, accel=owner.accel.accel, kernel=owner.image.vmlinux,
-            initramfs=owner.image.initramfs, overlay=self.overlay, serial_log=self.serial_log,
+            name=self.name, accel=owner.accel.accel, kernel=self.kernel,
+            initramfs=self.initramfs, overlay=self.overlay, serial_log=self.serial_log,
             host_cpus=os.cpu_count() or 1, volume=self.volume, bridge=bridge, tap=tap, mac=mac, ip_cidr=ip_cidr,
-            extra_cmdline=owner.extra_cmdline, machine=owner.machine)
+            extra_cmdline=owner.extra_cmdline, machine=owner.machine, backing=owner.image.ext4,
+            qemu_label=owner.confinement.qemu_label, relabel=owner.confinement.relabel)
 
     def _why_stopped(self) -> str | None:
         """None while the domain runs; otherwise its state, reason and the end of QEMU's own log."""
@@ -321,6 +357,8 @@ class VmInstance(Instance):
             "vcpus": self.vcpus,
             "memory_bytes": self.memory,
         }
+        if self.qemu_process is not None:
+            data["qemu_user"] = self.qemu_process["user"]
         if self.create_retries:
             data["libvirt_create_retries"] = self.create_retries
         if ignored := self.ignored_limits():

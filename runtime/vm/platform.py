@@ -10,6 +10,11 @@ Options (keyword arguments of VmPlatform, also accepted by load_platform("vm", .
   machine        QEMU machine type, default q35
   volume_size    size of the sparse raw data volume of InstanceSpec(volume=True), default 8G
 Defaults when the spec leaves them unset: 1 GiB of memory and one vcpu per host CPU.
+
+Confinement (runtime.vm.confinement): QEMU runs as the unprivileged libvirt-qemu user with libvirt's
+dynamic ownership and whatever MAC driver libvirt uses on this host; where that cannot work, as root
+with a one-line `confinement_warning`. environment() records the user, group, capabilities and LSM
+label read back from a running QEMU process, not from the configuration.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from runtime.image.store import Image
 from runtime.platform import KIND_VM, Platform, PlatformInfo
 from runtime.spec import InstanceSpec, parse_size
 from runtime.vm import accel as accel_mod
-from runtime.vm import libvirt_conn
+from runtime.vm import confinement, libvirt_conn
 from runtime.vm.instance import (
     DEFAULT_VOLUME_SIZE,
     VmInstance,
@@ -53,6 +58,8 @@ class VmPlatform(Platform):
         if self.boot_timeout <= 0:
             raise SpecError(f"vm: boot_timeout must be positive, not {self.boot_timeout}")
         self._conn: libvirt.virConnect | None = None
+        self._confinement: confinement.Plan | None = None
+        self.qemu_process: dict[str, object] | None = None  # the last QEMU an instance read back
         self._live: weakref.WeakSet[VmInstance] = weakref.WeakSet()
         atexit.register(self._destroy_live)
 
@@ -67,6 +74,21 @@ class VmPlatform(Platform):
             if shutil.which(tool) is None:
                 raise PlatformUnavailable(f"vm: {tool} is not installed (run 'python -m bench.hostsetup')")
         self.conn  # noqa: B018 - opening the connection is the check
+        self.confinement  # noqa: B018 - decided once, before any instance
+
+    @property
+    def confinement(self) -> confinement.Plan:
+        """Which user QEMU runs as here (libvirt-qemu, or root with the reason) and the MAC in use."""
+        if self._confinement is None:
+            try:
+                security = confinement.parse_capabilities(self.conn.getCapabilities(), self.accel.libvirt_type)
+            except libvirt.libvirtError as exc:
+                raise PlatformUnavailable(f"vm: libvirt capabilities unreadable: {exc.get_error_message()}") from exc
+            VM_STATE_ROOT.mkdir(parents=True, exist_ok=True)
+            # QEMU reads the shared image through its mode; its other files live in the state dir.
+            paths = [VM_STATE_ROOT] + ([self.image.ext4] if self.image is not None else [])
+            self._confinement = confinement.plan(security, confinement.host_mac(), paths)
+        return self._confinement
 
     def create(self, spec: InstanceSpec) -> VmInstance:
         if self.image is None:
@@ -107,11 +129,32 @@ class VmPlatform(Platform):
         }
         try:
             env.update(libvirt_conn.versions(self.conn))
+            env.update(self._confinement_facts())
         except PlatformUnavailable as exc:
             env["libvirt_error"] = str(exc)
         if self.image is not None:
             env["guest_kernel"] = self.image.kernel_version
         return env
+
+    def _confinement_facts(self) -> dict[str, object]:
+        """User, group and security driver QEMU ran with (read back from a running QEMU), for env.json."""
+        plan = self.confinement
+        facts: dict[str, object] = {
+            "qemu_user_expected": plan.expected_user, "qemu_group_expected": plan.expected_group,
+            "dynamic_ownership": plan.relabel, "security_driver": plan.mac_model,
+            "libvirt_default_qemu_label": plan.libvirt_default_label or "unknown",
+            "host_mac": plan.mac.driver or "none", "host_mac_detail": plan.mac.detail,
+            "production_default": "libvirt-qemu:libvirt-qemu, no capabilities, dynamic ownership, the "
+                                  "host's MAC (AppArmor on Debian) when it runs one",
+        }
+        observed = self.qemu_process
+        facts["qemu_process"] = observed or "not observed: no VM had started when this was recorded"
+        warnings = [plan.warning] if plan.warning else []
+        if observed is not None and observed["user"] != plan.expected_user:
+            warnings.append(f"QEMU ran as {observed['user']}, not {plan.expected_user} as planned")
+        if warnings:
+            facts["confinement_warning"] = "; ".join(warnings)
+        return facts
 
     def cleanup_leftovers(self) -> list[str]:
         """Remove dead runs' domains, VM dirs and logs through this platform's libvirt connection

@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -139,11 +141,42 @@ def test_bandwidth_shaped_both_ways(vm):
     assert "tbf" in host and "200Mbit" in host  # host -> guest
 
 
+def test_qemu_runs_as_libvirt_qemu_with_dynamic_ownership(vm, platform, image):
+    """QEMU is the unprivileged libvirt-qemu (read from /proc), owns its overlay as libvirt labelled it,
+    and never owns the shared image; env.json says so."""
+    qemu = pwd.getpwnam("libvirt-qemu")
+    pid = vm.host_pids()[0]
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+    assert status["Uid"].split() == [str(qemu.pw_uid)] * 4 and status["Gid"].split() == [str(qemu.pw_gid)] * 4
+    assert int(status["CapEff"], 16) == 0  # no capabilities either
+    labels = [label for label, _enforcing in vm._domain.securityLabelList()]
+    assert f"+{qemu.pw_uid}:+{qemu.pw_gid}" in labels  # libvirt's DAC label for this domain
+    overlay = vm.overlay.stat()
+    assert (overlay.st_uid, overlay.st_gid) == (qemu.pw_uid, qemu.pw_gid)
+    assert os.getxattr(vm.overlay, "trusted.libvirt.security.dac") == b"+0:+0"  # the owner libvirt restores
+    shared = image.ext4.stat()
+    assert (shared.st_uid, shared.st_mode & 0o022) == (0, 0)  # root's, writable by nobody else
+    env = platform.environment()
+    assert env["qemu_process"]["user"] == "libvirt-qemu" and env["qemu_process"]["uid"] == qemu.pw_uid
+    assert env["dynamic_ownership"] is True and env["security_driver"] == platform.confinement.mac_model
+    if platform.confinement.mac.driver is None:  # this host: no AppArmor/SELinux, nothing weaker than libvirt
+        assert env["host_mac"] == "none" and "confinement_warning" not in env
+    assert vm.metadata()["qemu_user"] == "libvirt-qemu"
+    print("qemu process:", env["qemu_process"], "libvirt labels:", labels)
+
+
 def test_destroy_leaves_nothing(platform):
     from runtime.vm.instance import VM_STATE_ROOT
 
     instance = platform.create(InstanceSpec(cpus=1, memory=256 * 1024**2))
+    qemu = pwd.getpwnam("libvirt-qemu")
+    assert instance.overlay.stat().st_uid == qemu.pw_uid
     assert instance.shutdown(timeout=30)  # graceful: guest PID 1 powers off
+    deadline = time.monotonic() + 10
+    while instance.overlay.stat().st_uid != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    restored = instance.overlay.stat()
+    assert (restored.st_uid, restored.st_gid) == (0, 0)  # dynamic ownership gave the overlay back
     instance.destroy()
     instance.destroy()  # idempotent
     names = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,

@@ -130,3 +130,19 @@ def test_volume_needs_its_image():
     with pytest.raises(SpecError, match="volume"):
         build_domain_xml(InstanceSpec(volume=True), config("tcg"))
     assert len(ET.fromstring(build_domain_xml(InstanceSpec(), config("tcg"))).findall("devices/disk")) == 1
+
+
+def test_qemu_user_and_shared_image_labels(tmp_path):
+    """QEMU's DAC label and dynamic ownership per domain; the shared backing image is never relabelled."""
+    base = dataclasses.replace(config("tcg"), backing=Path("/img/rootfs.ext4"))
+    for label, relabel in (("+999:+995", True), ("+0:+0", False)):
+        xml = build_domain_xml(InstanceSpec(), dataclasses.replace(base, qemu_label=label, relabel=relabel))
+        validate(xml, tmp_path)
+        seclabel = ET.fromstring(xml).find("seclabel")
+        assert (seclabel.get("model"), seclabel.get("type"), seclabel.findtext("label")) == ("dac", "static", label)
+        assert seclabel.get("relabel") == ("yes" if relabel else "no")
+        store = ET.fromstring(xml).find("devices/disk/backingStore")
+        assert store.find("format").get("type") == "raw"
+        assert store.find("source").get("file") == "/img/rootfs.ext4"
+        assert store.find("source/seclabel").attrib == {"model": "dac", "relabel": "no"}
+    assert ET.fromstring(build_domain_xml(InstanceSpec(), config("tcg"))).find("seclabel") is None
