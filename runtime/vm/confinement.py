@@ -177,7 +177,8 @@ def plan(security: LibvirtSecurity, mac: MacState, paths: Iterable[Path], user: 
 
 def read_qemu_process(pid: int, proc: Path = Path("/proc")) -> dict[str, object]:
     """Who a running QEMU process is: real/effective uid and gid (names too), effective capabilities,
-    and its LSM label ("unconfined"/profile; "none" when no LSM provides one)."""
+    its LSM label ("none" when no LSM provides one), its seccomp mode (2: a filter, QEMU's -sandbox),
+    no_new_privs, and whether libvirt gave it a mount namespace (its private /dev) of its own."""
     fields: dict[str, list[str]] = {}
     for line in (proc / str(pid) / "status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -188,6 +189,11 @@ def read_qemu_process(pid: int, proc: Path = Path("/proc")) -> dict[str, object]
         label = (proc / str(pid) / "attr/current").read_text().strip("\x00\n ") or "none"
     except OSError:  # EINVAL: no LSM gives processes a label on this kernel
         label = "none"
+    try:
+        own_mounts = os.readlink(proc / str(pid) / "ns/mnt") != os.readlink(proc / "self/ns/mnt")
+    except OSError:
+        own_mounts = None
     return {"pid": pid, "uid": uid, "euid": euid, "gid": gid, "egid": egid, "user": _user_name(euid),
             "group": _group_name(egid), "capabilities_effective": fields.get("CapEff", ["?"])[0],
-            "security_label": label}
+            "security_label": label, "seccomp_mode": int(fields.get("Seccomp", ["0"])[0]),
+            "no_new_privs": fields.get("NoNewPrivs", ["0"])[0] == "1", "own_mount_namespace": own_mounts}

@@ -144,8 +144,9 @@ class VmPlatform(Platform):
             "dynamic_ownership": plan.relabel, "security_driver": plan.mac_model,
             "libvirt_default_qemu_label": plan.libvirt_default_label or "unknown",
             "host_mac": plan.mac.driver or "none", "host_mac_detail": plan.mac.detail,
-            "production_default": "libvirt-qemu:libvirt-qemu, no capabilities, dynamic ownership, the "
-                                  "host's MAC (AppArmor on Debian) when it runs one",
+            "production_default": "libvirt-qemu:libvirt-qemu, no capabilities, QEMU's seccomp sandbox, a "
+                                  "private mount namespace, dynamic ownership, the host's MAC (AppArmor "
+                                  "on Debian) when it runs one",
         }
         observed = self.qemu_process
         facts["qemu_process"] = observed or "not observed: no VM had started when this was recorded"

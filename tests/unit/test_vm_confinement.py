@@ -86,6 +86,7 @@ def test_read_qemu_process_from_proc():
     me = confinement.read_qemu_process(os.getpid())
     assert (me["uid"], me["gid"]) == (os.getuid(), os.getgid()) and me["user"]
     assert isinstance(me["security_label"], str) and me["capabilities_effective"]
+    assert me["seccomp_mode"] in (0, 1, 2) and me["own_mount_namespace"] is False
 
 
 def test_qemu_conf_runs_qemu_unprivileged_and_leaves_the_mac_to_libvirt():
