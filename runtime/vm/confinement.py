@@ -140,6 +140,18 @@ def unreachable(paths: Iterable[Path], uid: int, gid: int) -> str | None:
     return None
 
 
+def reclaim_shared_image(path: Path) -> bool:
+    """Give the shared image back to root, read-only for others, if a domain that labelled its backing
+    chain left it owned by QEMU's user (libvirt never restores backing images; isolab before its
+    <backingStore relabel='no'> did this). True if it had to."""
+    st = path.stat()
+    if st.st_uid == 0 and st.st_gid == 0 and not st.st_mode & 0o022:
+        return False
+    os.chown(path, 0, 0)
+    os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+    return True
+
+
 @dataclass(frozen=True)
 class Plan:
     """How this host's VMs run their QEMU: the DAC label every domain carries, and why."""

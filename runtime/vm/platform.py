@@ -87,6 +87,8 @@ class VmPlatform(Platform):
             VM_STATE_ROOT.mkdir(parents=True, exist_ok=True)
             # QEMU reads the shared image through its mode; its other files live in the state dir.
             paths = [VM_STATE_ROOT] + ([self.image.ext4] if self.image is not None else [])
+            if self.image is not None:
+                confinement.reclaim_shared_image(self.image.ext4)
             self._confinement = confinement.plan(security, confinement.host_mac(), paths)
         return self._confinement
 

@@ -98,3 +98,16 @@ def test_qemu_conf_runs_qemu_unprivileged_and_leaves_the_mac_to_libvirt():
     assert 'security_driver = "none"' not in lines and qemu_conf_text(new) == new
     stock = '#user = "root"\n#security_driver = "selinux"\n'
     assert '#security_driver = "selinux"' in qemu_conf_text(stock).splitlines()
+
+
+def test_shared_image_given_back_to_root(open_dir):
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    image = open_dir / "rootfs.ext4"
+    image.write_bytes(b"ext4")
+    image.chmod(0o666)
+    os.chown(image, 65534, 65534)
+    assert confinement.reclaim_shared_image(image)
+    st = image.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o644)
+    assert not confinement.reclaim_shared_image(image)
