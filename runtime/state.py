@@ -142,9 +142,12 @@ def read_json(path: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def ensure_root(root: Path = STATE_ROOT) -> None:
-    """Make a state root (root-only, 0700) if missing."""
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+def ensure_root(root: Path = STATE_ROOT, mode: int = 0o700) -> None:
+    """Make a state root if missing: root-only (0700), or `mode` (e.g. 0755) when another user must
+    search it to reach an instance's files (QEMU as libvirt-qemu opening a VM's disk images)."""
+    root.mkdir(mode=mode, parents=True, exist_ok=True)
+    if mode != 0o700 and root.stat().st_mode & 0o777 != mode:
+        root.chmod(mode)
 
 
 # ---- instance state -----------------------------------------------------------------------------
@@ -155,7 +158,7 @@ def claim(directory: Path, kind: str, mode: int = 0o700, **fields: object) -> No
     `mode` 0700 (root only) unless the instance's files must be reachable by another user (a VM's disk
     images, opened by QEMU)."""
     for _ in range(10):
-        ensure_root(directory.parent)
+        ensure_root(directory.parent, 0o755 if mode & 0o001 else 0o700)  # others search it if they must
         try:
             directory.mkdir(mode=mode)
             break

@@ -25,8 +25,10 @@ import weakref
 
 import libvirt
 
+from runtime import state
 from runtime.errors import PlatformUnavailable, SpecError
 from runtime.image.store import Image
+from runtime.naming import VM_STATE_ROOT
 from runtime.platform import KIND_VM, Platform, PlatformInfo
 from runtime.spec import InstanceSpec, parse_size
 from runtime.vm import accel as accel_mod
@@ -84,7 +86,7 @@ class VmPlatform(Platform):
                 security = confinement.parse_capabilities(self.conn.getCapabilities(), self.accel.libvirt_type)
             except libvirt.libvirtError as exc:
                 raise PlatformUnavailable(f"vm: libvirt capabilities unreadable: {exc.get_error_message()}") from exc
-            VM_STATE_ROOT.mkdir(parents=True, exist_ok=True)
+            state.ensure_root(VM_STATE_ROOT, 0o755)  # QEMU searches it for its instance's files
             # QEMU reads the shared image through its mode; its other files live in the state dir.
             paths = [VM_STATE_ROOT] + ([self.image.ext4] if self.image is not None else [])
             if self.image is not None:

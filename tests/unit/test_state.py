@@ -17,7 +17,8 @@ from runtime import state
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     monkeypatch.setattr(state, "LOCK_DIR", tmp_path / "locks")
-    monkeypatch.setattr(state, "ensure_root", lambda root=tmp_path: root.mkdir(mode=0o700, exist_ok=True))
+    monkeypatch.setattr(state, "ensure_root",
+                        lambda root=tmp_path, mode=0o700: root.mkdir(mode=mode, exist_ok=True))
     return tmp_path / "run"
 
 
