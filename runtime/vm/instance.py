@@ -1,8 +1,7 @@
 """One VM instance: its files, its libvirt domain, its boot phase by phase, exec and files via the agent.
 
 Start, in order: check the image files; make /var/lib/isolab/vm/<id>/ with the qcow2 overlay (backing
-file: the shared ext4 image), the instance's own copies of the kernel and initramfs and the serial log
-path; build the XML; define the domain (phase
+file: the shared ext4 image) and the serial log path; build the XML; define the domain (phase
 `define`); start it (`qemu_up`); wait on the serial log for ISOLAB-INITRAMFS (`kernel`) and
 ISOLAB-INIT (`init`); ping the agent until it answers (`agent`). With `InstanceSpec(volume=True)` the
 state dir also holds volume.raw, a sparse raw disk image made ext4 on the host (`mkfs.ext4`, no loop
@@ -12,9 +11,10 @@ included, destroys what was made before the error propagates. A failed boot's se
 under /var/log/isolab/vm/ and named in the error.
 
 QEMU runs as the platform's confinement plan says (runtime.vm.confinement: libvirt-qemu, with libvirt
-chowning the overlay, volume, kernel and initramfs copies to it while the domain runs and back on
-shutdown; the shared ext4 image is only read). After boot the instance reads back who its QEMU process
-really is (/proc/<pid>/status) for env.json and the samples' metadata.
+chowning the overlay, volume, kernel and initramfs to it while the domain runs and back on shutdown;
+the shared ext4 image is only read). Should libvirt refuse the shared kernel because a running domain
+holds it under another owner, the instance boots from private copies instead. After boot the instance
+reads back who its QEMU process really is (/proc/<pid>/status) for env.json and the samples' metadata.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ class VmInstance(Instance):
         self.name = f"{libvirt_conn.VM_DOMAIN_PREFIX}{self.instance_id.removeprefix('vm-')}"
         self.dir = VM_STATE_ROOT / self.instance_id
         self.overlay = self.dir / "overlay.qcow2"
-        self.kernel = self.dir / "vmlinux"
-        self.initramfs = self.dir / "initramfs.img"
+        self.kernel = owner.image.vmlinux  # the shared files, or private copies (_use_private_boot_files)
+        self.initramfs = owner.image.initramfs
+        self.private_boot_files: str | None = None  # why this instance boots from its own copies
         self.volume = self.dir / "volume.raw" if spec.volume else None
         self.serial_log = self.dir / "serial.log"
         self.start_phases = StartPhases()
@@ -112,21 +113,19 @@ class VmInstance(Instance):
         check_image_files(owner.image)
         state.claim(self.dir, "vm", mode=0o755)  # QEMU opens the disk images in it
         self._make_overlay()
-        self._copy_boot_files()
         if self.volume is not None:
             self._make_volume(self.volume)
-        config = self._domain_config()
-        xml = build_domain_xml(self.spec, config)
-        (self.dir / "domain.xml").write_text(xml)
-        try:
-            self._domain = owner.conn.defineXML(xml)
-        except libvirt.libvirtError as exc:
-            raise InstanceError(f"{self.where}: libvirt refused the domain {self.name}: "
-                                f"{exc.get_error_message()}") from exc
+        self._define()
         self.start_phases.lap("define")
         deadline = time.monotonic() + owner.boot_timeout
         try:
-            self._create_domain()
+            try:
+                self._create_domain()
+            except libvirt.libvirtError as exc:
+                if "already in use" not in (exc.get_error_message() or "") or self.private_boot_files:
+                    raise
+                self._use_private_boot_files(exc.get_error_message())
+                self._create_domain()
         except libvirt.libvirtError as exc:
             raise InstanceError(f"{self.where}: libvirt could not start {self.name} under "
                                 f"{owner.accel.accel.upper()} ({owner.accel.reason}): "
@@ -207,19 +206,33 @@ class VmInstance(Instance):
             raise InstanceError(f"{self.where}: qemu-img could not create the overlay {self.overlay}: "
                                 f"{proc.stderr.strip()}")
 
-    def _copy_boot_files(self) -> None:
-        """This instance's own kernel and initramfs (71 MB, ~0.1 s on a loaded host, in `define`).
+    def _define(self) -> None:
+        xml = build_domain_xml(self.spec, self._domain_config())
+        (self.dir / "domain.xml").write_text(xml)
+        try:
+            self._domain = self.owner.conn.defineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise InstanceError(f"{self.where}: libvirt refused the domain {self.name}: "
+                                f"{exc.get_error_message()}") from exc
 
-        libvirt's dynamic ownership chowns <kernel>/<initrd> to QEMU's user while the domain runs. On
-        the shared cached files that would let any QEMU rewrite the kernel every later VM boots, and
-        libvirt refuses to start a domain whose label differs from the one a running domain put on
-        them ("Setting different DAC user or group ... already in use", e.g. a root fallback domain
-        beside libvirt-qemu ones). Private copies have neither problem and go with the instance."""
-        for source, target in ((self.owner.image.vmlinux, self.kernel), (self.owner.image.initramfs, self.initramfs)):
+    def _use_private_boot_files(self, why: str) -> None:
+        """Boot from this instance's own copy of the kernel and initramfs (71 MB, ~0.1 s), redefined.
+
+        libvirt's dynamic ownership chowns <kernel>/<initrd> to QEMU's user while a domain runs
+        (counting users in xattrs, giving them back after the last) and refuses a domain that wants
+        another owner on them meanwhile ("Setting different DAC user or group ... already in use"),
+        e.g. next to a domain some other program started as root. A private copy has no such neighbour."""
+        for source, target in ((self.owner.image.vmlinux, self.dir / "vmlinux"),
+                               (self.owner.image.initramfs, self.dir / "initramfs.img")):
             try:
                 shutil.copyfile(source, target)
             except OSError as exc:
                 raise InstanceError(f"{self.where}: cannot copy {source} to {target}: {exc}") from exc
+        self.kernel, self.initramfs = self.dir / "vmlinux", self.dir / "initramfs.img"
+        self.private_boot_files = why
+        if self._domain is not None:
+            libvirt_conn.remove_domain(self._domain)
+        self._define()
 
     def _make_volume(self, path: Path) -> None:
         """A sparse raw image of owner.volume_size, formatted ext4 on the host (mkfs works on the file)."""
@@ -359,6 +372,8 @@ class VmInstance(Instance):
         }
         if self.qemu_process is not None:
             data["qemu_user"] = self.qemu_process["user"]
+        if self.private_boot_files:
+            data["boot_files"] = "private copies (the shared ones were labelled for another QEMU user)"
         if self.create_retries:
             data["libvirt_create_retries"] = self.create_retries
         if ignored := self.ignored_limits():

@@ -227,3 +227,39 @@ def test_file_transfer_resolves_symlinks_in_the_guest(vm, tmp_path):
     finally:
         marker.unlink(missing_ok=True)
         absent.unlink(missing_ok=True)
+
+
+def test_boots_beside_a_domain_holding_the_shared_kernel_as_root(platform, image, tmp_path):
+    """libvirt refuses to relabel a kernel a running domain holds under another owner; the instance then
+    boots from private copies (the holder: a paused QEMU started as root on the shared kernel)."""
+    import libvirt
+
+    from runtime.vm.domain_xml import DomainConfig, build_domain_xml
+
+    holder_dir = tmp_path / "holder"
+    holder_dir.mkdir()
+    overlay = holder_dir / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.ext4), str(overlay)],
+                   check=True, timeout=60)
+    config = DomainConfig(name="isolab-vm-holder00", accel=platform.accel.accel, kernel=image.vmlinux,
+                          initramfs=image.initramfs, overlay=overlay, serial_log=holder_dir / "serial.log",
+                          host_cpus=1, backing=image.ext4, qemu_label="+0:+0", relabel=True)
+    try:
+        holder = platform.conn.createXML(build_domain_xml(InstanceSpec(cpus=1, memory=128 * 1024**2), config),
+                                         libvirt.VIR_DOMAIN_START_PAUSED)
+    except libvirt.libvirtError as exc:
+        if "already in use" in (exc.get_error_message() or ""):  # a domain of another run holds it right now
+            pytest.skip(f"cannot make the conflict: {exc.get_error_message()}")
+        raise
+    try:
+        assert os.getxattr(image.vmlinux, "trusted.libvirt.security.dac") == b"+0:+0"  # held as root
+        with platform.create(InstanceSpec(cpus=1, memory=256 * 1024**2)) as instance:
+            assert instance.kernel.parent == instance.dir and instance.kernel.stat().st_uid != 0
+            assert "private copies" in instance.metadata()["boot_files"]
+            assert instance.exec(["true"], timeout=60).ok
+    finally:
+        holder.destroy()
+    held = dict((name, os.getxattr(image.vmlinux, name)) for name in os.listxattr(image.vmlinux))
+    assert held.get("trusted.libvirt.security.dac") != b"+0:+0"  # the holder gone, libvirt let go of its label
+    if not held:  # no other domain uses the kernel: its owner is back
+        assert image.vmlinux.stat().st_uid == 0
