@@ -12,7 +12,7 @@ import pytest
 from bench.hostsetup import qemu_conf_text
 from runtime.vm import confinement
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "libvirt"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NO_MAC = confinement.MacState(None, "no MAC")
 
 
@@ -26,7 +26,7 @@ def open_dir():
 
 
 def test_capabilities_name_the_dac_user():
-    security = confinement.parse_capabilities((FIXTURES / "capabilities-libvirt-qemu-user.xml").read_text())
+    security = confinement.parse_capabilities((FIXTURES / "libvirt-capabilities-libvirt-qemu-user.xml").read_text())
     assert security.models == ("none", "dac") and security.dac_label == "+999:+995"
     assert security.mac_model == "none" and confinement.label_ids("+999:+995") == (999, 995)
     apparmor = confinement.parse_capabilities(  # handmade: the secmodel block of an AppArmor host
