@@ -231,7 +231,9 @@ def test_file_transfer_resolves_symlinks_in_the_guest(vm, tmp_path):
 
 def test_boots_beside_a_domain_holding_the_shared_kernel_as_root(platform, image, tmp_path):
     """libvirt refuses to relabel a kernel a running domain holds under another owner; the instance then
-    boots from private copies (the holder: a paused QEMU started as root on the shared kernel)."""
+    boots from private copies (the holder: a paused QEMU started as root on the shared kernel). Giving
+    the shared kernel back is not asserted here: other runs' domains on this host may hold it too (the
+    overlay's give-back is, in test_destroy_leaves_nothing)."""
     import libvirt
 
     from runtime.vm.domain_xml import DomainConfig, build_domain_xml
@@ -259,7 +261,3 @@ def test_boots_beside_a_domain_holding_the_shared_kernel_as_root(platform, image
             assert instance.exec(["true"], timeout=60).ok
     finally:
         holder.destroy()
-    held = dict((name, os.getxattr(image.vmlinux, name)) for name in os.listxattr(image.vmlinux))
-    assert held.get("trusted.libvirt.security.dac") != b"+0:+0"  # the holder gone, libvirt let go of its label
-    if not held:  # no other domain uses the kernel: its owner is back
-        assert image.vmlinux.stat().st_uid == 0
