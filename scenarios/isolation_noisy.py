@@ -294,17 +294,18 @@ def _victim_argv(workload: str, p: Plan, scratch: str, net: _Net | None) -> list
     return [*argv, "--", "-P", f",{p.ports[2]}", "-o", "MEAN_LATENCY,TRANSACTION_RATE"]
 
 
-def _victim_value(workload: str, result: ExecResult) -> float:
+def _victim_value(workload: str, result: ExecResult, seconds: float | None = None) -> float:
+    """The victim's figure; a run shorter than `seconds` (stopped early) is a ParseError."""
     text = result.stdout + result.stderr
     if workload == "cpu":
-        figures = sysbench.parse(text)
+        figures = sysbench.parse(text, seconds)
         if "events_per_second" not in figures:
             raise ParseError("sysbench cpu output has no 'events per second' line")
         return figures["events_per_second"]
     if workload == "memory":
-        return sysbench.memory(text)["mib_per_second"]
+        return sysbench.memory(text, seconds)["mib_per_second"]
     if workload == "disk":
-        return fio.job(text, "victim").directions["read"].iops
+        return fio.job(text, "victim", seconds).directions["read"].iops
     return float(netperf.parse(text, ("MEAN_LATENCY", "TRANSACTION_RATE"))["MEAN_LATENCY"])
 
 
@@ -312,7 +313,7 @@ def _measure_victim(victim: Instance, workload: str, p: Plan, net: _Net | None, 
     result = victim.exec(_victim_argv(workload, p, victim.scratch_dir, net), timeout=p.seconds * 10 + 120)
     raw(f"victim-{tag}-{workload}.txt", result.stdout + result.stderr)
     try:
-        value = _victim_value(workload, result)
+        value = _victim_value(workload, result, float(p.seconds))
     except (ParseError, KeyError) as exc:
         raise ScenarioError(f"{NAME}: victim {workload} ({tag}) on {victim.platform}: {exc}") from exc
     check(result, victim)
