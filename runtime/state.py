@@ -17,6 +17,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ STATE_FILE = "state.json"
 LOCK_DIR = STATE_ROOT / "locks"
 #: A state dir this young without a readable owner record is still being created (mkdir, then record).
 YOUNG_S = 60.0
+#: An instance id as runtime.naming.new_instance_id makes them (other names under the roots are not ours to sweep).
+_ID = re.compile(r"[a-z]+-[0-9a-f]{8}")
 
 
 # ---- process identity ---------------------------------------------------------------------------
@@ -246,11 +249,12 @@ def _legacy_owner_pid(directory: Path, record: dict[str, object]) -> int | None:
 
 
 def instances(root: Path = STATE_ROOT, kind: str | None = None) -> list[Path]:
-    """State dirs of instances under `root` (of one kind, or all), sorted by name."""
+    """State dirs of instances under `root` (of one kind, or all), sorted by name; only names that are
+    instance ids (`<kind>-<8 hex>`)."""
     if not root.is_dir():
         return []
     pattern = f"{kind}-*" if kind else "*-*"
-    return sorted(p for p in root.glob(pattern) if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in root.glob(pattern) if p.is_dir() and _ID.fullmatch(p.name))
 
 
 def token_live(token: str, roots: tuple[Path, ...] = (STATE_ROOT,)) -> bool:

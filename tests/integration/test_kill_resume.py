@@ -1,0 +1,283 @@
+"""kill -9 of `python -m bench run` at seeded random moments, then `python -m bench cleanup`: nothing isolab made
+is left (processes, mounts, cgroups, links, netns, nft table, domains, state and scratch dirs, partial image
+builds); `--resume` then finishes the run with as many samples as an uninterrupted run.
+
+One chain of kills on native,container x cpu (one repetition per cell, to keep the CI time modest): kill
+points at a random time, while a container starts, while a tool (sysbench, stress-ng) runs natively and in
+a container, and while the report is written; each is followed by cleanup, the leftover check and a resume
+that is killed at the next point, until a resume finishes. Separately: one kill while a VM boots (TCG is
+slow: one kill point) and one during an image build (in a private cache dir). The seed is printed; set
+ISOLAB_KILL_SEED to replay a sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runtime import state
+from runtime.linux.process import process_cmdline, process_root, processes
+from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT, VM_STATE_ROOT
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = int(os.environ.get("ISOLAB_KILL_SEED", str(int(time.time()) % 100000)))
+RUN = ["--platform", "native,container", "--scenario", "cpu", "--profile", "quick", "--repetitions", "1"]
+
+pytestmark = [pytest.mark.root, pytest.mark.image]
+
+
+# ---- the host, as a test sees it: isolab objects no live process owns ---------------------------------------
+
+def _mine_or_dead(path: Path) -> bool:
+    """True when no *other* live process owns this instance dir (a run or test session beside us may)."""
+    return not state.is_live(path) and not state.is_kept(path)
+
+
+def _dead_tokens() -> set[str]:
+    return {p.name.rsplit("-", 1)[1] for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
+            if _mine_or_dead(p)}
+
+
+def _live_tokens() -> set[str]:
+    return {p.name.rsplit("-", 1)[1] for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
+            if not _mine_or_dead(p)}
+
+
+def leftovers(results: Path | None = None) -> list[str]:
+    """Everything isolab made that belongs to no live process (a dead run's objects)."""
+    live = _live_tokens()
+    found = [f"state {p}" for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
+             if _mine_or_dead(p)]
+    found += [f"scratch {p}" for p in state.instances(SCRATCH_ROOT) if p.name.rsplit("-", 1)[1] not in live]
+    for line in open("/proc/self/mountinfo"):
+        point = line.split()[4]
+        if point.startswith((f"{STATE_ROOT}/", f"{SCRATCH_ROOT}/")):
+            name = Path(point).relative_to(STATE_ROOT if point.startswith(str(STATE_ROOT)) else SCRATCH_ROOT).parts[0]
+            if name.rsplit("-", 1)[-1] not in live:
+                found.append(f"mount {point}")
+    for cgroup in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*"):
+        if cgroup.is_dir() and cgroup.name.rsplit("-", 1)[-1] not in live:
+            found.append(f"cgroup {cgroup}")
+    for link in Path("/sys/class/net").iterdir():
+        if link.name.startswith(LINK_PREFIX) and not (link / "bridge").is_dir() and link.name[3:11] not in live:
+            found.append(f"link {link.name}")
+    netns = Path("/run/netns")
+    for ns in netns.iterdir() if netns.is_dir() else []:
+        if ns.name.startswith(LINK_PREFIX) and ns.name[3:11] not in live:
+            found.append(f"netns {ns.name}")
+    if not live and subprocess.run(["nft", "list", "table", "ip", "isolab"], capture_output=True).returncode == 0:
+        found.append("nft table ip isolab")
+    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+    found += [f"domain {d}" for d in domains if d.startswith("isolab-vm-") and d.rsplit("-", 1)[1] not in live]
+    for pid in processes():
+        root = process_root(pid) or ""
+        if root.startswith(f"{STATE_ROOT}/") and Path(root).relative_to(STATE_ROOT).parts[0][-8:] not in live:
+            found.append(f"process {pid} chrooted in {root}")
+        elif results is not None and any(str(results) in a for a in process_cmdline(pid)):
+            found.append(f"process {pid}: {' '.join(process_cmdline(pid))[:100]}")
+    return found
+
+
+# ---- driving `python -m bench` ----------------------------------------------------------------------------
+
+def _env(results: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "ISOLAB_RESULTS_DIR": str(results), **extra}
+
+
+def _bench(args: list[str], results: Path, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, env=_env(results, **extra),
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def _cleanup(results: Path, **extra: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "bench", "cleanup"], cwd=REPO, env=_env(results, **extra),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _owned_by(pid: int, kind: str, root: Path = STATE_ROOT) -> list[Path]:
+    return [p for p in state.instances(root, kind) if state.owner_pid(p) == pid]
+
+
+def _tool_running(pid: int) -> bool:
+    """A workload (sysbench, stress-ng) of this run is running natively or in a container."""
+    for other in processes():
+        if open_comm(other) not in ("sysbench", "stress-ng", "stress-ng-matri"):
+            continue
+        root = process_root(other) or ""
+        if any(root.startswith(f"{p}/") for p in _owned_by(pid, "nat")):
+            return True
+        cgroup = _read(f"/proc/{other}/cgroup")
+        if any(f"/{CGROUP_PARENT}/{p.name}" in cgroup for p in _owned_by(pid, "ct")):
+            return True
+    return False
+
+
+def open_comm(pid: int) -> str:
+    return _read(f"/proc/{pid}/comm").strip()
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _status(results: Path) -> str:
+    runs = sorted(results.glob("*/run.json"))
+    return str(json.loads(runs[-1].read_text()).get("status")) if runs else ""
+
+
+#: kill point name -> (condition on the run's pid and results dir, delay range after it holds, in seconds)
+Trigger = tuple[Callable[[int, Path], bool], tuple[float, float]]
+TRIGGERS: dict[str, Trigger] = {
+    "container start": (lambda pid, _r: bool(_owned_by(pid, "ct")), (0.0, 0.05)),
+    "inside a tool (native or container)": (lambda pid, _r: _tool_running(pid), (0.0, 2.0)),
+    "report": (lambda _pid, r: _status(r) in ("complete", "failed"), (0.0, 0.5)),
+}
+
+
+def _kill_at(proc: subprocess.Popen[bytes], point: str, results: Path, rng: random.Random, budget_s: float) -> str:
+    """Wait for the kill point, SIGKILL the run there; returns what happened."""
+    began = time.monotonic()
+    def after(_pid: int, _results: Path) -> bool:
+        return time.monotonic() - began >= float(point[3:-2])
+
+    condition, delay = (after, (0.0, 0.0)) if point.startswith("at ") else TRIGGERS[point]
+    while time.monotonic() - began < budget_s:
+        if proc.poll() is not None:
+            return f"{point}: the run ended (exit {proc.returncode}) before the kill point"
+        if condition(proc.pid, results):
+            time.sleep(rng.uniform(*delay))
+            if proc.poll() is not None:
+                return f"{point}: the run ended (exit {proc.returncode}) before the kill point"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return f"{point}: killed after {time.monotonic() - began:.2f} s"
+        time.sleep(0.005)
+    raise AssertionError(f"kill point {point!r} not reached in {budget_s:.0f} s")
+
+
+def _sample_counts(results: Path) -> Counter[tuple[str, str, str]]:
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for run in results.glob("*/samples.jsonl"):
+        for line in run.read_text().splitlines():
+            if line.strip():
+                sample = json.loads(line)
+                counts[(sample["platform"], sample["scenario"], sample["metric"])] += 1
+    return counts
+
+
+# ---- the tests ----------------------------------------------------------------------------------------------
+
+def test_kill_anywhere_then_cleanup_and_resume(image, require_root, tmp_path):
+    rng = random.Random(SEED)
+    print(f"kill test seed {SEED} (ISOLAB_KILL_SEED={SEED} replays it)")
+    baseline = tmp_path / "baseline"
+    log = tmp_path / "bench.log"
+    began = time.monotonic()
+    plain = _bench(["run", *RUN, "--no-report"], baseline, log)
+    assert plain.wait(timeout=900) == 0, log.read_text()[-3000:]
+    duration = time.monotonic() - began
+    expected = _sample_counts(baseline)
+    assert expected
+
+    points = [f"at {rng.uniform(0.5, duration * 0.4):.2f} s", "inside a tool (native or container)",
+              "container start", "inside a tool (native or container)", "container start",
+              "inside a tool (native or container)", f"at {rng.uniform(1.0, 8.0):.2f} s", "container start",
+              "inside a tool (native or container)", "report"]
+    results = tmp_path / "killed"
+    log = tmp_path / "killed.log"
+    report: list[str] = []
+    run_id = None
+    for point in points:
+        args = ["run", *RUN] if run_id is None else ["run", "--resume", run_id]
+        proc = _bench(args, results, log)
+        outcome = _kill_at(proc, point, results, rng, budget_s=600)
+        runs = sorted(results.glob("*/run.json"))
+        run_id = runs[-1].parent.name if runs else None
+        removed = _cleanup(results)
+        left = leftovers(results)
+        report.append(f"{outcome}; cleanup: {removed.strip().splitlines()[-1] if removed.strip() else '-'}; "
+                      f"left: {left}")
+        assert left == [], f"after kill point {outcome}: {left}"
+    while True:  # the last resume runs to the end
+        args = ["run", *RUN] if run_id is None else ["run", "--resume", run_id]
+        proc = _bench(args, results, log)
+        assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+        if run_id is not None:
+            break
+        run_id = sorted(results.glob("*/run.json"))[-1].parent.name
+    print("\n".join(report))
+    assert _status(results) == "complete"
+    assert _sample_counts(results) == expected
+    assert leftovers(results) == []
+
+
+def test_kill_during_vm_boot_then_cleanup(image, require_root, tmp_path):
+    """One kill while a VM boots (expensive under TCG): the domain, its overlay and tap go with cleanup."""
+    import shutil
+
+    if shutil.which("virsh") is None or shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("no libvirt/QEMU on this host")
+    from runtime.errors import PlatformUnavailable
+    from runtime.vm.platform import VmPlatform
+
+    try:
+        VmPlatform(image).check_available()
+    except PlatformUnavailable as exc:
+        pytest.skip(str(exc))
+    rng = random.Random(SEED + 1)
+    results, log = tmp_path / "vm", tmp_path / "vm.log"
+    proc = _bench(["run", "--platform", "vm", "--scenario", "cpu", "--profile", "quick", "--repetitions", "1",
+                   "--no-report"], results, log)
+    began = time.monotonic()
+    while not _owned_by(proc.pid, "vm", VM_STATE_ROOT):
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() - began < 300, "the VM was never defined"
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 3.0))  # somewhere in define / QEMU start / kernel / init / agent
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    removed = _cleanup(results)
+    assert "domain isolab-vm-" in removed
+    assert leftovers(results) == []
+
+
+def test_kill_during_image_build_then_cleanup(require_root, tmp_path):
+    """An image build killed in debootstrap (in a private cache dir): cleanup kills what the build left
+    running, detaches its mounts and removes the partial tree."""
+    import shutil
+
+    if shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is not installed")
+    rng = random.Random(SEED + 2)
+    cache, log = tmp_path / "cache", tmp_path / "build.log"
+    proc = _bench(["image", "build"], tmp_path / "results", log, ISOLAB_CACHE_DIR=str(cache))
+    began = time.monotonic()
+    while not list(cache.glob("images/*.partial-*/rootfs/debootstrap")):  # debootstrap at work
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() - began < 120, "the build never started"
+        time.sleep(0.05)
+    time.sleep(rng.uniform(2.0, 10.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _cleanup(tmp_path / "results", ISOLAB_CACHE_DIR=str(cache))
+    assert not list((cache / "images").glob("*.partial-*"))
+    assert not [line for line in open("/proc/self/mountinfo") if str(cache) in line]
+    assert not [pid for pid in processes() if any(str(cache) in a for a in process_cmdline(pid))
+                or (process_root(pid) or "").startswith(str(cache))]
