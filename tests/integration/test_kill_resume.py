@@ -65,8 +65,8 @@ def leftovers(results: Path | None = None) -> list[str]:
             name = Path(point).relative_to(STATE_ROOT if point.startswith(str(STATE_ROOT)) else SCRATCH_ROOT).parts[0]
             if name.rsplit("-", 1)[-1] not in live:
                 found.append(f"mount {point}")
-    for cgroup in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*"):
-        if cgroup.is_dir() and cgroup.name.rsplit("-", 1)[-1] not in live:
+    for cgroup in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*-*"):
+        if cgroup.is_dir() and state._ID.fullmatch(cgroup.name) and cgroup.name.rsplit("-", 1)[-1] not in live:
             found.append(f"cgroup {cgroup}")
     for link in Path("/sys/class/net").iterdir():
         if link.name.startswith(LINK_PREFIX) and not (link / "bridge").is_dir() and link.name[3:11] not in live:

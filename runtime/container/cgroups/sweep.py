@@ -4,13 +4,16 @@ then the empty parents."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.container.cgroups.base import kill_procs, rmdir_retry
+from runtime.container.cgroups.base import kill_procs, read, rmdir_retry
 from runtime.container.cgroups.detect import CGROUP_ROOT, _hierarchies, cgroup_version
 from runtime.errors import PlatformUnavailable
 from runtime.naming import CGROUP_PARENT
+
+_INSTANCE = re.compile(r"[a-z]+-[0-9a-f]{8}")  # runtime.naming.new_instance_id
 
 
 def cgroup_parents() -> list[Path]:
@@ -28,12 +31,18 @@ def cgroup_parents() -> list[Path]:
 
 
 def sweep_cgroups(live: Callable[[str], bool]) -> list[str]:
-    """Remove every `isolab/<name>` cgroup for which live(name) is False; returns the removed paths."""
+    """Remove every `isolab/<instance id>` cgroup for which live(id) is False, killing its processes, and
+    other empty cgroups under `isolab/`; returns the removed paths."""
     removed: list[str] = []
     for parent in cgroup_parents():
         if not parent.is_dir():
             continue
         for child in sorted(p for p in parent.iterdir() if p.is_dir()):
+            if not _INSTANCE.fullmatch(child.name):
+                # not an instance's (e.g. a benchmark's own cgroup): removed only when nothing runs in it
+                if not read(child / "cgroup.procs").split() and rmdir_retry(child, timeout=0.1):
+                    removed.append(str(child))
+                continue
             if live(child.name):
                 continue
             kill_procs(child / "cgroup.procs")
