@@ -24,10 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hostobjects import bench_env as _env
+from hostobjects import leftovers
 
 from runtime import state
 from runtime.linux.process import process_cmdline, process_root, processes
-from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT, VM_STATE_ROOT
+from runtime.naming import CGROUP_PARENT, STATE_ROOT, VM_STATE_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("ISOLAB_KILL_SEED", str(int(time.time()) % 100000)))
@@ -36,64 +38,7 @@ RUN = ["--platform", "native,container", "--scenario", "cpu", "--profile", "quic
 pytestmark = [pytest.mark.root, pytest.mark.image]
 
 
-# ---- the host, as a test sees it: isolab objects no live process owns ---------------------------------------
-
-def _mine_or_dead(path: Path) -> bool:
-    """True when no *other* live process owns this instance dir (a run or test session beside us may)."""
-    return not state.is_live(path) and not state.is_kept(path)
-
-
-def _dead_tokens() -> set[str]:
-    return {p.name.rsplit("-", 1)[1] for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
-            if _mine_or_dead(p)}
-
-
-def _live_tokens() -> set[str]:
-    return {p.name.rsplit("-", 1)[1] for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
-            if not _mine_or_dead(p)}
-
-
-def leftovers(results: Path | None = None) -> list[str]:
-    """Everything isolab made that belongs to no live process (a dead run's objects)."""
-    live = _live_tokens()
-    found = [f"state {p}" for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
-             if _mine_or_dead(p)]
-    found += [f"scratch {p}" for p in state.instances(SCRATCH_ROOT) if p.name.rsplit("-", 1)[1] not in live]
-    for line in open("/proc/self/mountinfo"):
-        point = line.split()[4]
-        if point.startswith((f"{STATE_ROOT}/", f"{SCRATCH_ROOT}/")):
-            name = Path(point).relative_to(STATE_ROOT if point.startswith(str(STATE_ROOT)) else SCRATCH_ROOT).parts[0]
-            if name.rsplit("-", 1)[-1] not in live:
-                found.append(f"mount {point}")
-    for cgroup in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/*-*"):
-        if cgroup.is_dir() and state._ID.fullmatch(cgroup.name) and cgroup.name.rsplit("-", 1)[-1] not in live:
-            found.append(f"cgroup {cgroup}")
-    for link in Path("/sys/class/net").iterdir():
-        if link.name.startswith(LINK_PREFIX) and not (link / "bridge").is_dir() and link.name[3:11] not in live:
-            found.append(f"link {link.name}")
-    netns = Path("/run/netns")
-    for ns in netns.iterdir() if netns.is_dir() else []:
-        if ns.name.startswith(LINK_PREFIX) and ns.name[3:11] not in live:
-            found.append(f"netns {ns.name}")
-    if not live and subprocess.run(["nft", "list", "table", "ip", "isolab"], capture_output=True).returncode == 0:
-        found.append("nft table ip isolab")
-    domains = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
-                             text=True, timeout=60).stdout.split()
-    found += [f"domain {d}" for d in domains if d.startswith("isolab-vm-") and d.rsplit("-", 1)[1] not in live]
-    for pid in processes():
-        root = process_root(pid) or ""
-        if root.startswith(f"{STATE_ROOT}/") and Path(root).relative_to(STATE_ROOT).parts[0][-8:] not in live:
-            found.append(f"process {pid} chrooted in {root}")
-        elif results is not None and any(str(results) in a for a in process_cmdline(pid)):
-            found.append(f"process {pid}: {' '.join(process_cmdline(pid))[:100]}")
-    return found
-
-
 # ---- driving `python -m bench` ----------------------------------------------------------------------------
-
-def _env(results: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "ISOLAB_RESULTS_DIR": str(results), **extra}
-
 
 def _bench(args: list[str], results: Path, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
@@ -196,10 +141,9 @@ def test_kill_anywhere_then_cleanup_and_resume(image, require_root, tmp_path):
     expected = _sample_counts(baseline)
     assert expected
 
-    points = [f"at {rng.uniform(0.5, duration * 0.4):.2f} s", "inside a tool (native or container)",
-              "container start", "inside a tool (native or container)", "container start",
-              "inside a tool (native or container)", f"at {rng.uniform(1.0, 8.0):.2f} s", "container start",
-              "inside a tool (native or container)", "report"]
+    tool = "inside a tool (native or container)"
+    points = [f"at {rng.uniform(0.5, duration * 0.4):.2f} s", tool, "container start", tool, "container start",
+              f"at {rng.uniform(1.0, 8.0):.2f} s", tool, "report"]  # with the VM and image-build tests: 10
     results = tmp_path / "killed"
     log = tmp_path / "killed.log"
     report: list[str] = []
