@@ -2,11 +2,12 @@
 is left (processes, mounts, cgroups, links, netns, nft table, domains, state and scratch dirs, partial image
 builds); `--resume` then finishes the run with as many samples as an uninterrupted run.
 
-One chain of kills on native,container x cpu (one repetition per cell, to keep the CI time modest): kill
-points at a random time, while a container starts, while a tool (sysbench, stress-ng) runs natively and in
-a container, and while the report is written; each is followed by cleanup, the leftover check and a resume
-that is killed at the next point, until a resume finishes. Separately: one kill while a VM boots (TCG is
-slow: one kill point) and one during an image build (in a private cache dir). The seed is printed; set
+One chain of kills on native,container x cpu (two repetitions per cell, so that a kill can fall after a
+stored repetition, whose samples the resumed cell must not keep): kill points at a random time, while a
+container starts, while a tool (sysbench, stress-ng) runs natively and in a container, and while the
+report is written; each is followed by cleanup, the leftover check and a resume that is killed at the
+next point, until a resume finishes. Separately: one kill while a VM boots (TCG is slow: one kill point)
+and one during an image build (in a private cache dir). The seed is printed; set
 ISOLAB_KILL_SEED to replay a sequence.
 """
 
@@ -33,7 +34,7 @@ from runtime.naming import CGROUP_PARENT, STATE_ROOT, VM_STATE_ROOT
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("ISOLAB_KILL_SEED", str(int(time.time()) % 100000)))
-RUN = ["--platform", "native,container", "--scenario", "cpu", "--profile", "quick", "--repetitions", "1"]
+RUN = ["--platform", "native,container", "--scenario", "cpu", "--profile", "quick", "--repetitions", "2"]
 
 pytestmark = [pytest.mark.root, pytest.mark.image]
 
