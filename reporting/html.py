@@ -98,6 +98,25 @@ def _frame_table(frame: pd.DataFrame) -> dict[str, object]:
             "rows": [[cell(v) for v in row] for row in frame.itertuples(index=False)]}
 
 
+CLAIM_MAIN = ("id", "claim", "platform", "test", "this host", "verdict")
+CLAIM_DETAIL = ("source", "published", "setting", "why")
+
+
+def _claims_view(claims: pd.DataFrame) -> dict[str, object] | None:
+    """The claims table, narrow enough to read: the claim with its source, platform, test, this host's figure and
+    the verdict as columns; what the literature published and in which setting folded under each claim."""
+    if claims.empty:
+        return None
+    if not set(CLAIM_MAIN) <= set(claims.columns):
+        return {"generic": _frame_table(claims)}
+    rows = []
+    for record in claims.to_dict("records"):
+        detail = [(k, str(record[k])) for k in CLAIM_DETAIL if k in record and str(record[k]).strip()]
+        rows.append({**{k: str(record[k]) for k in CLAIM_MAIN}, "detail": detail,
+                     "verdict_class": str(record["verdict"]).split(" ")[0].strip("(").lower()})
+    return {"rows": rows}
+
+
 def _env_rows(env: Mapping[str, object]) -> list[tuple[str, str]]:
     host = env.get("host", {}) or {}
     cpu = env.get("cpu", {}) or {}
@@ -303,7 +322,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         "isolation_html": markupsafe.Markup(isolation_html),  # built escaped by reporting.isolation and .noisy
         "headlines": [_headline(h) for h in headlines],
         "baseline": baseline,
-        "claims": _frame_table(claims) if not claims.empty else None,
+        "claims": _claims_view(claims),
         "pairwise": _frame_table(versus.drop(columns=["host"], errors="ignore")) if not versus.empty else None,
         "sections": sections,
         "columns": tables.DISPLAY_COLUMNS,

@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 
 from reporting import formatting
 from reporting.overview import AreaRow, median_interval
@@ -58,6 +59,13 @@ def _spans_decades(values: Sequence[float]) -> bool:
     return bool(positive) and max(positive) / min(positive) > LOG_SPAN
 
 
+def _log_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Plain numbers (0.5, 2, 100) on a log axis instead of 5×10⁻¹ and 10²."""
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: formatting.number(v, 2)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _style(ax: plt.Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
@@ -86,6 +94,7 @@ def overview_figure(rows: list[AreaRow], areas: list[str], platforms: list[Platf
                         label=platform.label if y == 0 or area == areas[0] else None)
     ax.axvline(1.0, color="#444444", linewidth=0.8)
     ax.set_xscale("log")
+    _log_ticks(ax.xaxis)
     ax.set_yticks(range(len(areas)), areas)
     ax.invert_yaxis()
     ax.set_xlabel("cost ratio to the baseline (log; > 1 costs more, direction-normalised)")
@@ -136,6 +145,7 @@ def metric_figure(samples: pd.DataFrame, scenario: str, metric: str, unit: str, 
             labelled.add(platform.label)
     if log_axis:
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis)
     labels = [v.replace(",", "\n") for v in variants]
     ax.set_xticks(range(len(variants)), labels, fontsize=6.5,
                   rotation=0 if len(variants) <= 4 else 35, ha="center" if len(variants) <= 4 else "right")
@@ -164,6 +174,7 @@ def cdf_figure(samples: pd.DataFrame, scenario: str, metric: str, platforms: lis
                 label=f"{platform.label} (n = {values.size} values)")
     if _spans_decades(rows["value"].tolist()):
         ax.set_xscale("log")
+        _log_ticks(ax.xaxis)
     ax.set_xlabel(unit)
     ax.set_ylabel("fraction ≤ x")
     ax.set_ylim(0, 1.02)
@@ -237,6 +248,7 @@ def percentiles_figure(samples: pd.DataFrame, scenario: str, prefix: str, series
             ax.plot(range(len(percents)), ys, marker="o", markersize=3, color=platform.colour, label=platform.label)
         ax.set_xticks(range(len(percents)), [f"p{p:g}" for p in percents], fontsize=7)
         ax.set_yscale("log")
+        _log_ticks(ax.yaxis)
         ax.set_title(variant.replace(",", ", "), fontsize=6.5)
         _style(ax)
     for index in range(len(variants), nrows * cols):
