@@ -149,3 +149,28 @@ def test_page_has_no_raw_nan_and_explains_gaps(tmp_path):
     figures = {p.name for p in (reports / "r3" / "figures").iterdir()}
     assert "overview-cost-per-area.svg" in figures and "overview-cost-per-area.png" in figures
     assert "startup-startup_ready_s-cdf.svg" in figures
+
+
+def test_latex_exports_keep_intervals_and_compile_when_tex_exists(tmp_path):
+    """Every table's .tex is ASCII, escaped, and carries the interval and its level; with Debian's pdflatex
+    present (texlive-latex-base; not installed by isolab) the document of all tables compiles."""
+    import shutil
+    import subprocess
+
+    from test_report import make_run  # same folder (pytest prepends it to sys.path)
+
+    build(make_run(tmp_path), tmp_path / "reports")
+    tables = tmp_path / "reports" / "r1" / "tables"
+    cpu = (tables / "cpu.tex").read_text()
+    assert cpu.isascii() and r"sysbench\_cpu\_events\_per\_s" in cpu
+    assert "99.0--101" in cpu and "75 \\%" in cpu  # the interval and its real level
+    assert r"\begin{longtable}" in cpu and "_" not in cpu.replace(r"\_", "")
+    document = (tables / "report-tables.tex").read_text()
+    assert all(rf"\input{{{p.name}}}" in document for p in tables.glob("*.tex") if p.name != "report-tables.tex")
+    if shutil.which("pdflatex") is None:
+        print("pdflatex not installed: escaping and intervals checked, compilation not tried")
+        return
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report-tables.tex"],
+                            cwd=tables, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tables / "report-tables.pdf").stat().st_size > 1000
