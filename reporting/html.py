@@ -19,8 +19,8 @@ import jinja2
 import markupsafe
 import pandas as pd
 
-from bench.dataset import Dataset, load
-from bench.results import CellOutcome, RunStore
+from bench.dataset import Dataset, Outcome, load
+from bench.results import RunStore
 from reporting import colour, export, formatting, isolation, noisy, overview, platforms, plots, tables
 from reporting.claims import claims_frame
 from reporting.summary import by_host, pairwise_mann_whitney, samples_frame, summary_frame
@@ -66,17 +66,22 @@ def banners(env: Mapping[str, object], views: list[PlatformInfo]) -> list[dict[s
     return out
 
 
-def gap_reasons(outcomes: list[CellOutcome]) -> dict[tuple[str, str], str]:
-    """(platform, scenario) -> why it has no (or not all) numbers: the failed/skipped cell's reason."""
-    reasons = {}
+def gap_reasons(outcomes: list[Outcome], measured: set[tuple[str, str]], merged: bool) -> dict[tuple[str, str], str]:
+    """(platform, scenario) -> why it has no numbers: its failed/skipped outcome's reason. A cell another run
+    of a merged dataset did measure is not a gap (its failures still show in the banner, with their run)."""
+    reasons: dict[tuple[str, str], list[str]] = {}
     for o in outcomes:
-        if o.status in ("failed", "skipped"):
-            reasons[(o.platform, o.scenario)] = f"{o.status}: {o.reason}"
-    return reasons
+        cell = (o.outcome.platform, o.outcome.scenario)
+        if o.outcome.status in ("failed", "skipped") and cell not in measured:
+            where = f" (run {o.run_id})" if merged else ""
+            reasons.setdefault(cell, []).append(f"{o.outcome.status}{where}: {o.outcome.reason}")
+    return {cell: " / ".join(texts) for cell, texts in reasons.items()}
 
 
 def _repetitions_text(config: Mapping[str, object]) -> str:
     reps, cap = config.get("reps"), config.get("max_reps", config.get("reps"))
+    if isinstance(reps, list):  # a merged dataset: the repetitions of each run
+        return f"{' / '.join(str(r) for r in reps) or formatting.MISSING} repetitions per cell (per run)"
     own = {s: n for s, n in (config.get("reps_per_scenario") or {}).items() if n != reps}  # type: ignore[union-attr]
     if own:
         reps = f"{reps} ({', '.join(f'{s}: {n}' for s, n in own.items())})"
@@ -224,7 +229,8 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
                                            for p, h in zip(samples.platform, samples.host, strict=True)])
     views = sorted(shown_infos.values(), key=lambda i: not i.baseline)  # baseline first, then the run's order
     baseline = next((v for v in views if v.baseline), None)
-    reasons = gap_reasons(outcomes)
+    reasons = gap_reasons(data.outcomes, {(s.platform, s.scenario) for s in magnitudes}, data.merged)
+    every_failure = gap_reasons(data.outcomes, set(), data.merged)  # partly measured cells too, for the notes
     metric_order = list(dict.fromkeys(samples["metric"]))
     answers_only = {s.scenario for s in samples_list if isolation.is_boolean(s.unit)} - set(samples["scenario"])
     scenario_order = [s for s in dict.fromkeys([*(config.get("scenarios", []) or []), *samples["scenario"]])  # type: ignore[list-item]
@@ -236,8 +242,8 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
     for scenario in scenario_order:
         long = tables.long_table(summary, scenario, views, metric_order, reasons)
         section: dict[str, object] = {"name": scenario, "id": f"section-{scenario}",
-                                      "reason": "; ".join(f"{p.label}: {reasons[(p.name, scenario)]}"
-                                                          for p in views if (p.name, scenario) in reasons),
+                                      "reason": "; ".join(f"{p.label}: {every_failure[(p.name, scenario)]}"
+                                                          for p in views if (p.name, scenario) in every_failure),
                                       "variant_notes": tables.variant_gaps(summary, scenario, views, reasons)}
         if long.empty:
             section.update(rows=[], figures=[])
@@ -295,9 +301,12 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
     else:
         tex_files_doc = None
 
-    failed = [o for o in outcomes if o.status == "failed"]
-    skipped = [o for o in outcomes if o.status == "skipped"]
-    noted = [o for o in outcomes if o.status == "ok" and o.reason]
+    def where(o: Outcome) -> str:
+        return f"{o.outcome.scenario} (run {o.run_id})" if data.merged else o.outcome.scenario
+
+    failed = [(o, where(o)) for o in data.outcomes if o.outcome.status == "failed"]
+    skipped = [(o, where(o)) for o in data.outcomes if o.outcome.status == "skipped"]
+    noted = [(o, where(o)) for o in data.outcomes if o.outcome.status == "ok" and o.outcome.reason]
     label = {v.name: v.label for v in views}
     context = {
         "run_id": data.name,
@@ -310,9 +319,10 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         "finished": info.get("finished_at", formatting.MISSING),
         "banners": banners(data.platforms_env, views),
         "problems": data.problems,
-        "failed": [(label.get(o.platform, o.platform), o.scenario, o.reason, o.repetitions) for o in failed],
-        "skipped": [(label.get(o.platform, o.platform), o.scenario, o.reason) for o in skipped],
-        "noted": [(label.get(o.platform, o.platform), o.scenario, o.reason) for o in noted],
+        "failed": [(label.get(o.outcome.platform, o.outcome.platform), at, o.outcome.reason, o.outcome.repetitions)
+                   for o, at in failed],
+        "skipped": [(label.get(o.outcome.platform, o.outcome.platform), at, o.outcome.reason) for o, at in skipped],
+        "noted": [(label.get(o.outcome.platform, o.outcome.platform), at, o.outcome.reason) for o, at in noted],
         "has_samples": not samples.empty,
         "overview": overview_table,
         "overview_figure": overview_figure,

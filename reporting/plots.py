@@ -193,20 +193,24 @@ def phases_figure(samples: pd.DataFrame, scenario: str, metric: str, platforms: 
     if not present:
         return None
     unit = str(rows["unit"].iloc[0])
-    fig, axes = plt.subplots(len(present), 1, figsize=(7.0, 1.0 + 0.9 * len(present)), squeeze=False)
+    fig, axes = plt.subplots(len(present), 1, figsize=(7.5, 0.6 + 0.85 * len(present)), squeeze=False)
     cmap = plt.get_cmap("tab20")
+    every_phase = list(dict.fromkeys(rows["variant"]))
+    colour_of = {phase: cmap(k % 20) for k, phase in enumerate(every_phase)}  # one colour per phase everywhere
     for ax, platform in zip(axes[:, 0], present, strict=True):
         mine = rows[rows.platform == platform.name]
-        left = 0.0
         phases = list(dict.fromkeys(mine["variant"]))
-        for k, phase in enumerate(phases):
-            median = float(mine[mine.variant == phase]["value"].median())
-            ax.barh([0], [median], left=left, color=cmap(k % 20), edgecolor="white",
+        medians = [float(mine[mine.variant == phase]["value"].median()) for phase in phases]
+        factor, shown = formatting.scale_for(sum(medians), unit)
+        left = 0.0
+        for phase, median in zip(phases, medians, strict=True):
+            ax.barh([0], [median * factor], left=left, color=colour_of[phase], edgecolor="white",
                     label=phase.removeprefix("phase="))
-            left += median
+            left += median * factor
         ax.set_yticks([0], [platform.label], fontsize=7)
-        ax.set_xlabel(unit, fontsize=7)
-        ax.legend(fontsize=6, frameon=False, ncol=min(4, len(phases)), loc="upper left", bbox_to_anchor=(0, -0.45))
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel(shown, fontsize=7, labelpad=1)
+        ax.legend(fontsize=6, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(f"{metric}: median of each phase, stacked (each platform on its own scale)", fontsize=8)
     fig.tight_layout()
