@@ -35,7 +35,7 @@ from runtime.platform import Instance
 from runtime.spec import ExecResult, InstanceSpec
 
 SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint", "isolation_visibility",
-             "isolation_noisy")
+             "isolation_noisy", "isolation_limits")
 # Names that select several scenarios at once (`--scenario isolation`).
 SCENARIO_GROUPS = {"isolation": tuple(n for n in SCENARIOS if n.startswith("isolation_"))}
 PROFILES = ("quick", "full")
