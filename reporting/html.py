@@ -265,7 +265,8 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
     area_rows = overview.area_costs(samples, views)
     areas = list(dict.fromkeys(overview.area_of(s) for s in scenario_order))
     headlines = overview.headline_numbers(samples, views, HEADLINES)
-    isolation_html = isolation.section(samples_list, data.path, infos) + noisy.section(samples_list, data.path, infos)
+    isolation_html = (isolation.section(samples_list, data.path, infos) + noisy.section(samples_list, data.path, infos)
+                      + isolation.limits_section(samples_list, data.path, infos))
     protects = overview.isolation_counts(samples_list, list(infos.values()))
     overview_table = _overview_matrix(area_rows, areas, views)
     overview_figure = plots.overview_figure(area_rows, areas, views, figures_dir) if area_rows else None

@@ -111,3 +111,75 @@ def _question_texts(run_dir: Path, platforms: list[str]) -> dict[str, str]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return texts
+
+
+LIMITS_EVIDENCE = "limits.json"
+
+
+def _limit_notes(run_dir: Path, platform: str, scenario: str) -> dict[tuple[str, str], dict[str, object]]:
+    """(limit, requested) -> the last repetition's record of it (note, unit, enforced)."""
+    notes: dict[tuple[str, str], dict[str, object]] = {}
+    base = run_dir / "raw" / platform / scenario
+    for path in sorted(base.glob(f"rep*/{LIMITS_EVIDENCE}"), key=lambda p: int(p.parent.name[3:] or 0)):
+        try:
+            for record in json.loads(path.read_text()):
+                notes[(str(record["limit"]), str(record["requested"]))] = record
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return notes
+
+
+def limits_section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, PlatformInfo]) -> str:
+    """Requested vs achieved per limit and platform: error in % with its interval at its real level,
+    settle time, or 'not enforced' with the reason ('' when the run measured no limits)."""
+    from bench import stats
+
+    values: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+    scenarios: dict[str, str] = {}
+    for s in samples:
+        if s.metric in ("limit_enforced", "limit_achieved_ratio", "limit_settle_s", "limit_achieved"):
+            key = (str(s.metadata.get("limit")), str(s.metadata.get("requested")))
+            values[(*key, s.platform, s.metric)].append(s.value)
+            scenarios[s.platform] = s.scenario
+    if not values:
+        return ""
+    platforms = [p for p in infos if p in scenarios]
+    notes = {p: _limit_notes(run_dir, p, scenarios[p]) for p in platforms}
+    cases = sorted({(limit, requested) for limit, requested, _, _ in values})
+    head = "".join(f"<th>{html.escape(infos[p].label)}</th>" for p in platforms)
+    rows = []
+    for limit, requested in cases:
+        cells = []
+        for platform in platforms:
+            enforced = values.get((limit, requested, platform, "limit_enforced"))
+            record = notes[platform].get((limit, requested), {})
+            ratios = values.get((limit, requested, platform, "limit_achieved_ratio"))
+            if not enforced:
+                text, colour = "not measured", COLOURS["n/a"]
+            elif max(enforced) == 0.0:
+                text, colour = f"not enforced: {record.get('note', '')}", COLOURS["exposed"]
+            elif ratios:
+                summary = stats.summarize([100 * (r - 1) for r in ratios])
+                achieved = stats.summarize(values[(limit, requested, platform, "limit_achieved")]).median
+                interval = summary.interval
+                span = (f" [{interval.low:+.1f} to {interval.high:+.1f} %, {interval.label}]"
+                        if interval.defined and interval.level > 0 else "")
+                settle = values.get((limit, requested, platform, "limit_settle_s"))
+                settled = f"; settled within {stats.summarize(settle).median:.1f} s" if settle else ""
+                text = (f"achieved {achieved:.3g} {record.get('unit', '')}: error {summary.median:+.1f} %{span}, "
+                        f"n = {summary.n}{settled}")
+                if record.get("note"):
+                    text += f" ({record['note']})"
+                colour = COLOURS["isolated"] if abs(summary.median) <= 10 else COLOURS["inconsistent"]
+            else:
+                text, colour = f"enforced, not measurable: {record.get('note', '')}", COLOURS["n/a"]
+            cells.append(f'<td style="background:{colour[0]};color:{colour[1]}">{html.escape(text)}</td>')
+        rows.append(f"<tr><th>{html.escape(limit)} {html.escape(requested)}</th>{''.join(cells)}</tr>")
+    return ("<h2>isolation: how exactly limits hold</h2>"
+            "<p class=\"meta\">Each limit asked through the same instance spec on every platform and measured from "
+            "inside: error = achieved ÷ requested − 1 (green within ±10 %, purple beyond; red: the platform does "
+            "not enforce it). cpu: throughput under the quota ÷ an unlimited reference instance, interleaved; on "
+            "a busy host the reference gets less than a cpu and the error reads high. memory: what a workload held "
+            "when the OOM killer ended it (a VM's own kernel lives inside its memory).</p>"
+            f'<div class="scroll"><table class="isolation"><tr><th>limit requested</th>{head}</tr>{"".join(rows)}'
+            "</table></div>")

@@ -27,7 +27,7 @@ def test_native_enforces_nothing_and_runs_no_hog(image, require_root):
 
 
 def test_container_holds_its_limits(image, require_root):
-    samples, cases, raws = run(ContainerPlatform(image))
+    samples, cases, _raws = run(ContainerPlatform(image))
     assert all(c["enforced"] for c in cases.values()), cases
     assert cases["disk_read_bps"]["achieved"] == pytest.approx(10, rel=0.25)
     assert cases["bandwidth"]["achieved"] == pytest.approx(50, rel=0.25)

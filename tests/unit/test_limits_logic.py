@@ -56,7 +56,7 @@ def test_plan_rounds_hold_the_kth_value_of_every_list():
     plans = limits._round_specs(limits.PROFILES["full"])
     quotas = [c.requested for _, cases in plans for c in cases if c.limit == "cpu_quota"]
     assert quotas == [0.25, 0.5, 0.75]
-    first_spec, first_cases = plans[0]
+    first_spec, _ = plans[0]
     assert first_spec.cpus == 0.25 and first_spec.io_read_bps == 10 * 2**20 and first_spec.bandwidth == 50_000_000
     assert first_spec.network == "bridge" and first_spec.memory == 256 * 2**20
     assert sum(c.limit == "memory" for _, cases in plans for c in cases) == 1
