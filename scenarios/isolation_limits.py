@@ -38,7 +38,7 @@ from runtime.errors import SpecError
 from runtime.platform import Instance, Platform
 from runtime.spec import InstanceSpec
 from scenarios import hostmetrics
-from scenarios.base import RawSink, Sample, ScenarioError, check, require_tools
+from scenarios.base import DAY_S, Range, RawSink, Sample, ScenarioError, check, require_tools
 from scenarios.parsers import ParseError, series, sysbench
 
 NAME = "isolation_limits"
@@ -51,6 +51,13 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "limit_achieved": ("in the request's unit", _KEYS),
     "limit_settle_s": ("s", _KEYS),
     "limit_enforced": ("yes/no", _KEYS),
+}
+RANGES: dict[str, Range] = {
+    # achieved ÷ requested: 100x the request is a broken measurement, not a loose limit
+    "limit_achieved_ratio": Range("none", 100.0, "100 times the requested limit"),
+    "limit_achieved": Range("none"),
+    "limit_settle_s": Range("lower", DAY_S, "a day"),
+    "limit_enforced": Range("none", 1.0, "an answer: 0 not enforced, 1 enforced", zero_ok=True),
 }
 PRECISION_METRICS = ("limit_achieved_ratio",)
 

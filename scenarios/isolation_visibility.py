@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,8 @@ MIB = 2**20
 EXPOSED, ISOLATED, NOT_APPLICABLE = "exposed", "isolated", "n/a"
 
 PROFILES: dict[str, dict[str, object]] = {
-    "quick": {"memory_mib": 512, "cpus": 1.0, "probe_timeout_s": 180},
-    "full": {"memory_mib": 512, "cpus": 1.0, "probe_timeout_s": 180},
+    "quick": {"memory_mib": 512, "cpus": 1.0, "probe_timeout_s": 300},
+    "full": {"memory_mib": 512, "cpus": 1.0, "probe_timeout_s": 300},
 }
 
 # x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl); the probe checks `uname -m` first.
@@ -381,24 +382,80 @@ PROBES: tuple[Probe, ...] = (
 )
 
 
+SECTION = "@@isl-visibility"
+SCRIPT_NAME = "isl-visibility.sh"
+
+
+def batch_script(commands: list[tuple[str, str]], scratch: str) -> str:
+    """One shell script that runs every probe in a subshell and frames its output, exit status, stderr
+    and duration: one exec per repetition (a guest-agent round trip under TCG costs seconds). It runs
+    from a file, so no process's command line holds the marker token while the process probe looks."""
+    lines = ["#!/bin/sh", f"err={scratch}/.isl-visibility-err.$$"]
+    for probe_id, command in commands:
+        lines += [f'printf "\\n{SECTION} {probe_id} start %s\\n" "$(date +%s.%N)"',
+                  f"( {command}\n) 2>\"$err\"",
+                  "rc=$?",
+                  f'printf "\\n{SECTION} {probe_id} end %s %s\\n" "$(date +%s.%N)" "$rc"',
+                  'cat "$err"', f'printf "\\n{SECTION} {probe_id} done\\n"']
+    lines.append('rm -f "$err"')
+    return "\n".join(lines) + "\n"
+
+
+def split_sections(output: str) -> dict[str, dict[str, object]]:
+    """probe id -> {stdout, stderr, returncode, duration_s} from batch_script's framed output."""
+    found: dict[str, dict[str, object]] = {}
+    current: str | None = None
+    part = "stdout"
+    chunks: dict[str, list[str]] = {}
+    started = 0.0
+    for line in output.split("\n"):
+        if line.startswith(SECTION + " "):
+            _, probe_id, what, *rest = line.split()
+            if what == "start":
+                current, part, chunks = probe_id, "stdout", {"stdout": [], "stderr": []}
+                started = float(rest[0]) if rest else 0.0
+            elif what == "end" and current == probe_id:
+                found[probe_id] = {"returncode": int(rest[1]), "duration_s": round(float(rest[0]) - started, 3)}
+                part = "stderr"
+            elif what == "done" and current == probe_id and probe_id in found:
+                found[probe_id]["stdout"] = "\n".join(chunks["stdout"]).strip("\n") + "\n"
+                found[probe_id]["stderr"] = "\n".join(chunks["stderr"]).strip("\n")
+                current = None
+            continue
+        if current is not None:
+            chunks[part].append(line)
+    return found
+
+
 def run(instance: Instance, params: dict[str, object], raw: RawSink) -> list[Sample]:
     samples: list[Sample] = []
     evidence: list[dict[str, object]] = []
-    with HostMarkers() as markers:
+    with HostMarkers() as markers, tempfile.TemporaryDirectory(prefix="isl-visibility-") as tmp:
         ctx = Context(HostFacts.read(markers), instance.spec, instance.ignored_limits(),
                       scratch=instance.scratch_dir)
-        for probe in PROBES:
-            command = probe.command(ctx)
-            result = instance.exec(["sh", "-c", command], timeout=float(params["probe_timeout_s"]))  # type: ignore[arg-type]
-            out = result.stdout
-            if result.returncode != 0:
-                answer, why = NOT_APPLICABLE, f"probe exited {result.returncode}: {result.stderr_tail()}"
+        commands = [(probe.id, probe.command(ctx)) for probe in PROBES]
+        script = Path(tmp) / SCRIPT_NAME
+        script.write_text(batch_script(commands, instance.scratch_dir))
+        remote = f"{instance.scratch_dir}/{SCRIPT_NAME}"
+        instance.put_file(script, remote)
+        result = instance.exec(["sh", remote], timeout=float(params["probe_timeout_s"]))  # type: ignore[arg-type]
+        instance.exec(["rm", "-f", remote], timeout=60)
+        raw("visibility-batch.txt", f"exit {result.returncode}\n{result.stdout}\n--- stderr\n{result.stderr}")
+        sections = split_sections(result.stdout)
+        for probe, (_, command) in zip(PROBES, commands, strict=True):
+            section = sections.get(probe.id)
+            if section is None:
+                answer, why = NOT_APPLICABLE, f"probe produced no output (batch exit {result.returncode})"
+                section = {"returncode": None, "duration_s": None, "stdout": "", "stderr": ""}
+            elif section["returncode"] != 0:
+                answer, why = NOT_APPLICABLE, f"probe exited {section['returncode']}: {section['stderr']}"[:300]
             else:
-                answer, why = probe.judge(out, ctx)
+                answer, why = probe.judge(str(section["stdout"]), ctx)
+            out = str(section["stdout"])
             evidence.append({"question": probe.id, "text": probe.question, "answer": answer, "why": why,
-                             "command": command, "returncode": result.returncode,
-                             "duration_s": round(result.duration_s, 3),
-                             "stdout": out[-4000:], "stderr": result.stderr[-2000:]})
+                             "command": command, "returncode": section["returncode"],
+                             "duration_s": section["duration_s"],
+                             "stdout": out[-4000:], "stderr": str(section["stderr"])[-2000:]})
             if answer != NOT_APPLICABLE:
                 samples.append(Sample("exposed", 1.0 if answer == EXPOSED else 0.0, "yes/no",
                                       {"question": probe.id}))

@@ -61,3 +61,20 @@ def test_process_pattern_never_matches_its_own_text():
     pattern = v._self_excluding("isl-probe-1-abcdef")
     assert re.search(pattern, "isl-probe-1-abcdef 900")
     assert not re.search(pattern, f"grep -a {pattern}")
+
+
+def test_batch_script_frames_every_probe(tmp_path):
+    import subprocess
+
+    commands = [("one", "echo out; echo err >&2"), ("two", "[ -e /nonexistent ] || { echo absent; exit 0; }"),
+                ("three", "exit 3"), ("four", "printf 'no newline'")]
+    script = tmp_path / "s.sh"
+    script.write_text(v.batch_script(commands, str(tmp_path)))
+    output = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=True).stdout
+    sections = v.split_sections(output)
+    assert sections["one"]["stdout"] == "out\n" and sections["one"]["stderr"] == "err"
+    assert sections["two"]["stdout"] == "absent\n" and sections["two"]["returncode"] == 0
+    assert sections["three"]["returncode"] == 3
+    assert sections["four"]["stdout"] == "no newline\n"
+    assert all(s["duration_s"] >= 0 for s in sections.values())
+    assert not list(tmp_path.glob(".isl-visibility-err*"))

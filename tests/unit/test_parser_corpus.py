@@ -18,7 +18,7 @@ from bench import sanity
 from scenarios import cpu, disk, memory, network
 from scenarios.base import Sample
 from scenarios.network import RR_SELECTORS
-from scenarios.parsers import ParseError, fio, iozone, iperf3, netperf, stressng, sysbench
+from scenarios.parsers import ParseError, fio, iozone, iperf3, netperf, series, stressng, sysbench
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOOLS = ("fio", "iozone", "iperf3", "netperf", "stress-ng", "sysbench")  # the tool dirs: every file classified
@@ -132,6 +132,9 @@ CORPUS = {
     "iozone/bad-killed-sigterm.txt": (iozone.parse, r"iozone was interrupted"),
     "iozone/handmade-cut-mid-table.txt": (iozone.parse, r"0 values for 1 record sizes"),
     "iozone/handmade-duplicated-report.txt": (iozone.parse, r"twice: duplicated"),
+    # limit accuracy's time series (scenarios/parsers/series.py)
+    "sysbench/cpu-report-interval-quota50.txt": (series.sysbench_intervals, None),
+    "fio/bw-log-read-cap-10MiB.log": (series.fio_bw_log, None),
 }
 
 
