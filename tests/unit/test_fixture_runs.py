@@ -31,7 +31,7 @@ def test_compare_real_runs():
     assert "95 %" not in " ".join(line for line in compare.text_table(frame) if "n too small" not in line)
 
 
-def test_merge_real_runs_and_report(tmp_path):
+def test_merge_real_runs(tmp_path):
     data = merge([A, B], tmp_path / "ab")
     assert data.problems == [] and len(data.runs) == 2 and set(data.hosts.values()) == {"vm"}
     summary = summary_frame(data.samples, "native", data.hosts)
@@ -39,8 +39,6 @@ def test_merge_real_runs_and_report(tmp_path):
     # one host: the two runs' repetitions pool, 2 instances per repetition stay one unit
     assert (startup.n, startup.n_instances) == (6, 12)
     assert startup.ci_level == stats.order_statistic_coverage(6, 1, 6)
-    text = build(tmp_path / "ab", tmp_path / "reports").read_text()
-    assert "startup_ready_s" in text and "Missing or unreadable" not in text
 
 
 def test_merge_as_two_hosts(tmp_path):
@@ -53,4 +51,27 @@ def test_merge_as_two_hosts(tmp_path):
     summary = summary_frame(data.samples, "native", data.hosts)
     assert set(summary.host) == {"vm", "host2"} and set(summary.n) == {3}
     text = build(tmp_path / "fleet", tmp_path / "reports").read_text()
-    assert "container @ host2" in text and "native @ vm" in text
+    assert "container @ host2" in text and "native @ vm" in text and "Missing or unreadable" not in text
+
+
+def test_no_interval_in_the_report_claims_a_level_it_does_not_have(tmp_path):
+    """3 repetitions per cell: medians reach 75 %, ratios 90 %; nothing in the report may say 95 %."""
+    import re
+
+    text = build(A, tmp_path / "reports").read_text()
+    assert "75 % interval" in text and "90 % interval" in text
+    claimed = re.findall(r"9[5-9](?:\.\d+)?\s?% (?:interval|CI|confidence)|95\s?% ?CI", text)
+    assert claimed == []
+
+
+def test_compare_a_fleet_with_a_run(tmp_path):
+    other = tmp_path / "b-on-host2"
+    shutil.copytree(B, other)
+    (other / "env.json").write_text((other / "env.json").read_text().replace('"hostname": "vm"',
+                                                                             '"hostname": "host2"'))
+    merge([A, other], tmp_path / "fleet")
+    _, _, frame = compare.compare(tmp_path / "fleet", B)
+    # per host: the fleet's "vm" rows meet B (host vm); its host2 rows have no counterpart in B
+    assert set(frame[frame.n_a > 0].host) == {"vm", "host2"}
+    assert (frame[frame.host == "host2"].verdict == "only in A").all()
+    assert (frame[(frame.host == "vm") & (frame.n_b > 0)].n_a == 3).all()
