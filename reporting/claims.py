@@ -2,7 +2,8 @@
 
 Each claim (its fields are described at the top of claims.yaml) is about a kind of platform
 (runtime.platform.KINDS) and is checked on every platform of that kind that ran, against the run's
-baseline or against a platform of another kind, on one metric and variant a scenario emits. Verdicts:
+baseline, against a platform of another kind, or against the same platform in a reference variant
+(e.g. a noisy neighbour's victim alone), on one metric and variant a scenario emits. Verdicts:
   supported          the ratio's interval lies inside the claim's band (ratio_within), or wholly on
                      the claimed side of 1 (direction)
   contradicted       the interval lies wholly outside the band, or wholly on the other side of 1
@@ -54,7 +55,7 @@ class Claim:
     published: dict[str, object]
     setting: dict[str, object]
     kind: str
-    versus: str  # "baseline" or a kind
+    versus: str  # "baseline", a kind, or "variant" (the same platform at `reference`)
     scenario: str
     metric: str
     variant: dict[str, object]
@@ -62,6 +63,7 @@ class Claim:
     needs: tuple[str, ...] = ()
     note: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    reference: dict[str, object] = field(default_factory=dict)  # versus "variant": keys overriding `variant`
 
     @property
     def citation(self) -> str:
@@ -72,8 +74,7 @@ class Claim:
 
     def matches(self, variant: str) -> bool:
         """Whether a stored variant label ('k=v,k=v') has every key and value this claim names."""
-        pairs = dict(part.split("=", 1) for part in variant.split(",") if "=" in part)
-        return all(pairs.get(str(k)) == str(v) for k, v in self.variant.items())
+        return _pairs_match(variant, self.variant)
 
 
 def _check(entry: Mapping[str, object], number: int) -> Claim:
@@ -88,8 +89,13 @@ def _check(entry: Mapping[str, object], number: int) -> Claim:
         raise ClaimsError(f"{label}: source needs a doi or url")
     if entry["kind"] not in KINDS:
         raise ClaimsError(f"{label}: kind {entry['kind']!r} is not one of {', '.join(KINDS)}")
-    if entry["versus"] != "baseline" and entry["versus"] not in KINDS:
-        raise ClaimsError(f"{label}: versus {entry['versus']!r} is neither 'baseline' nor a kind")
+    versus, reference = entry["versus"], {}
+    if isinstance(versus, dict):
+        if not isinstance(versus.get("variant"), dict) or not versus["variant"]:
+            raise ClaimsError(f"{label}: versus as a mapping needs variant: {{key: value, ...}} (the reference)")
+        versus, reference = "variant", dict(versus["variant"])
+    elif versus != "baseline" and versus not in KINDS:
+        raise ClaimsError(f"{label}: versus {versus!r} is neither 'baseline', a kind nor {{variant: ...}}")
     test = entry["test"]
     if not isinstance(test, dict) or test.get("type") not in TEST_TYPES:
         raise ClaimsError(f"{label}: test.type must be one of {', '.join(TEST_TYPES)}")
@@ -108,7 +114,7 @@ def _check(entry: Mapping[str, object], number: int) -> Claim:
         raise ClaimsError(f"{label}: variant must be a mapping of metadata keys to values")
     return Claim(id=str(entry["id"]), claim=str(entry["claim"]), source=dict(source),
                  published=dict(entry["published"] or {}), setting=dict(entry["setting"] or {}),  # type: ignore[call-overload]
-                 kind=str(entry["kind"]), versus=str(entry["versus"]), scenario=str(entry["scenario"]),
+                 kind=str(entry["kind"]), versus=str(versus), reference=reference, scenario=str(entry["scenario"]),
                  metric=str(entry["metric"]), variant=dict(entry["variant"]), test=dict(test), needs=needs,
                  note=str(testable.get("note") or ""))
 
@@ -142,7 +148,7 @@ def scenario_mismatches(claims: list[Claim]) -> list[str]:
             problems.append(f"{claim.id}: scenario {claim.scenario} emits no metric {claim.metric}")
             continue
         keys = set(declared[claim.metric][1])
-        extra = sorted(set(map(str, claim.variant)) - keys)
+        extra = sorted((set(map(str, claim.variant)) | set(map(str, claim.reference))) - keys)
         if extra:
             problems.append(f"{claim.id}: {claim.metric} has no variant key(s) {', '.join(extra)}")
     return problems
@@ -231,6 +237,20 @@ def _versus_kind(claim: Claim, info: PlatformInfo, other: PlatformInfo, frame: p
     return stats.ratio(values(info.name), values(other.name))
 
 
+def _versus_variant(claim: Claim, info: PlatformInfo, frame: pd.DataFrame, host: str, variant: str) -> stats.Ratio:
+    """The platform at `variant` ÷ the same platform at the claim's reference variant (e.g. alone)."""
+    rows = frame[(frame.platform == info.name) & (frame.scenario == claim.scenario) & (frame.metric == claim.metric)
+                 & (frame.host == host)]
+    wanted = {**claim.variant, **claim.reference}
+    reference = rows[rows.variant.map(lambda v: _pairs_match(v, wanted))]
+    return stats.ratio(unit_values(rows[rows.variant == variant])[0], unit_values(reference)[0])
+
+
+def _pairs_match(variant: str, wanted: Mapping[str, object]) -> bool:
+    pairs = dict(part.split("=", 1) for part in variant.split(",") if "=" in part)
+    return all(pairs.get(str(k)) == str(v) for k, v in wanted.items())
+
+
 def claims_frame(summary: pd.DataFrame, infos: dict[str, PlatformInfo],
                  samples: list[SampleRecord] | None = None, hosts: Mapping[str, str] | None = None,
                  claims: list[Claim] | None = None) -> pd.DataFrame:
@@ -277,6 +297,9 @@ def _judged(claim: Claim, info: PlatformInfo, row: pd.Series, base: str | None, 
                                             float(row["ratio_ci_level"]), str(row["ratio_ci_method"])),
                              str(row.get("ratio_note") or ""))
         against = base or "the baseline"
+    elif claim.versus == "variant":
+        change = _versus_variant(claim, info, frame, str(row.get("host", "")), str(row["variant"]))
+        against = ",".join(f"{k}={v}" for k, v in claim.reference.items())
     else:
         others = [i for i in infos.values() if i.kind == claim.versus and not i.baseline]
         if not others:

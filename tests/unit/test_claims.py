@@ -127,3 +127,23 @@ def test_the_shipped_registry_runs_on_a_run_with_all_kinds_absent_but_baseline()
     frame = registry.claims_frame(summary_frame(samples, "base"), {"base": INFOS["base"]}, samples)
     assert len(frame) == len(registry.load_claims())
     assert frame["verdict"].str.startswith("not testable here (platform not run: no ").all()
+
+
+def test_versus_a_reference_variant_of_the_same_platform():
+    """Noisy neighbour: the victim beside a stressor ÷ the victim alone, on the same platform."""
+    samples = []
+    for stressor, values in (("none", [100.0, 101, 102, 100.5, 101.5, 99.5]),
+                             ("cpu", [99.0, 100, 101, 99.5, 100.5, 98.5]),
+                             ("memory", [50.0, 51, 52, 50.5, 51.5, 49.5])):
+        for rep, value in enumerate(values, start=1):
+            samples.append(SampleRecord("r", "box", "isolation_noisy", "victim_cpu_events_per_s", value,
+                                        "events/s", rep, {"setting": "limited", "stressor": stressor}))
+    infos = {"base": INFOS["base"], "box": INFOS["box"]}
+    summary = summary_frame(samples, "base")
+    claims = [_claim(id=f"N-{s}", scenario="isolation_noisy", metric="victim_cpu_events_per_s",
+                     variant={"setting": "limited", "stressor": s}, versus="variant", reference={"stressor": "none"},
+                     test={"type": "ratio_within", "expect": 1.0, "margin": 0.05}) for s in ("cpu", "memory")]
+    frame = registry.claims_frame(summary, infos, samples, claims=claims).set_index("id")
+    assert frame.loc["N-cpu", "verdict"] == "supported"
+    assert frame.loc["N-memory", "verdict"] == "contradicted"
+    assert "box ÷ stressor=none = 0.504" in frame.loc["N-memory", "this host"]
