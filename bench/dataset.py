@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from bench.results import SCHEMA_VERSION, CellOutcome, SampleRecord, results_root
@@ -170,8 +170,9 @@ def _outcomes(path: Path, problems: list[str], default_run: str) -> list[Outcome
     found = []
     for number, data in _lines(path, problems):
         run_id = str(data.pop("run_id", default_run))
+        known = {f.name for f in fields(CellOutcome)}  # keys a later version added are ignored
         try:
-            found.append(Outcome(run_id, CellOutcome(**data)))  # type: ignore[arg-type]
+            found.append(Outcome(run_id, CellOutcome(**{k: v for k, v in data.items() if k in known})))  # type: ignore[arg-type]
         except TypeError as exc:
             problems.append(f"cells.jsonl: line {number} is not a cell outcome ({exc}); skipped")
     return found
