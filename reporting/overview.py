@@ -6,7 +6,8 @@ isolation) and platform: the geometric mean, over the area's metrics, of the dir
 ratio to the baseline, where > 1 always means "costs more / does worse than the baseline".
 
 Its interval: each repetition r gives one area index, the geometric mean over the area's metrics of
-cost(median of the platform's rep-r values / median of the baseline's rep-r values). Repetitions use
+cost(median of the platform's rep-r values / median of the baseline's rep-r values), the r-th
+repetition of each side in run and repetition order. Repetitions use
 different instances, so these per-repetition indices are independent draws; the point is their median
 and the interval is bench.stats' interval of that median at its real level (order statistic below 50
 values: n = 3 gives [min, max], a 75 % interval). Metrics whose ratios are not
@@ -112,7 +113,7 @@ def area_costs(samples: pd.DataFrame, platforms: list[PlatformInfo]) -> list[Are
             mine = in_area[in_area.platform == platform.name]
             if mine.empty:
                 continue
-            per_rep: dict[tuple[str, int], list[float]] = {}
+            per_rep: dict[int, list[float]] = {}
             used, left_out = 0, []
             for (metric, variant, unit), group in mine.groupby(["metric", "variant", "unit"], sort=False):
                 better = direction(metric, unit)
@@ -128,14 +129,17 @@ def area_costs(samples: pd.DataFrame, platforms: list[PlatformInfo]) -> list[Are
                 if base_group.empty:
                     left_out.append(f"{metric} [{variant}] (no baseline)")
                     continue
-                a, b = _per_rep_medians(group), _per_rep_medians(base_group)
-                common = [r for r in a if r in b and a[r] > 0 and b[r] > 0]
-                if not common:
+                # the i-th repetition of the platform with the i-th of the baseline (in run and repetition
+                # order): independent units either way, and runs of a merged dataset pair up too
+                a = [v for _, v in sorted(_per_rep_medians(group).items())]
+                b = [v for _, v in sorted(_per_rep_medians(base_group).items())]
+                pairs = [(i, x, y) for i, (x, y) in enumerate(zip(a, b, strict=False)) if x > 0 and y > 0]
+                if not pairs:
                     left_out.append(f"{metric} [{variant}] (zero or unpaired values)")
                     continue
                 used += 1
-                for r in common:
-                    per_rep.setdefault(r, []).append(math.log(formatting.cost_ratio(a[r] / b[r], better)))
+                for i, x, y in pairs:
+                    per_rep.setdefault(i, []).append(math.log(formatting.cost_ratio(x / y, better)))
             if not per_rep:
                 continue
             indices = [math.exp(sum(logs) / len(logs)) for logs in per_rep.values()]

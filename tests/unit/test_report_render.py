@@ -174,3 +174,12 @@ def test_latex_exports_keep_intervals_and_compile_when_tex_exists(tmp_path):
                             cwd=tables, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tables / "report-tables.pdf").stat().st_size > 1000
+
+
+def test_area_costs_pair_repetitions_across_runs_of_a_merged_dataset():
+    rows = [("base", "cpu", "rate", "-", "events/s", rep, 100.0 + rep, "run-a") for rep in (1, 2, 3)]
+    rows += [("other", "cpu", "rate", "-", "events/s", rep, 50.0 + rep / 2, "run-b") for rep in (1, 2, 3)]
+    frame = pd.DataFrame(rows, columns=["platform", "scenario", "metric", "variant", "unit", "repetition", "value",
+                                        "run_id"])
+    [row] = overview.area_costs(frame, list(platform_infos({}, ["base", "other"]).values()))
+    assert row.cost.point == pytest.approx(2.0) and row.cost.n == 3
