@@ -188,9 +188,9 @@ def sentence(rows: list[AreaRow], headlines: list[Headline], platforms: list[Pla
         figures = [h for h in headlines if h.platform.name == platform.name]
         if not mine and not figures:
             continue
-        text = platform.label
-        if platform.display_name != platform.name:
-            text = f"{platform.display_name} ({platform.label})"
+        text = platform.display_name
+        if platform.mechanism and platform.mechanism not in platform.display_name:
+            text += f" ({platform.mechanism})"
         if mine:
             text += " " + ", ".join(f"{r.area} {formatting.ratio(r.cost.point)}×" for r in mine)
         if figures:
