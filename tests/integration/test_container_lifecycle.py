@@ -36,8 +36,8 @@ def _ours() -> set[str]:
         if token is None:
             return False
         key = token.group(1) or token.group(2)
-        return any(state.owner_pid(p) not in (None, os.getpid()) and state.is_live(p)
-                   for p in STATE_ROOT.glob(f"*-{key}"))
+        # (a dir without a readable record is being made or removed by its owner right now: not ours)
+        return any(state.is_live(p) and state.owner_pid(p) != os.getpid() for p in STATE_ROOT.glob(f"*-{key}"))
 
     return {item for item in _all_objects() if not foreign(item)}
 
