@@ -9,6 +9,7 @@ the same output (duplicated result records) is a ParseError.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -58,7 +59,9 @@ def find_object(text: str, tool: str) -> Embedded:
 
 
 def number(value: object) -> float | None:
-    """A JSON number as float; None for null (nan), strings and anything else."""
+    """A JSON number as a finite float; None for null (nan), an overflowing literal (1e400 reads as inf),
+    strings and anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    value = float(value)
+    return value if math.isfinite(value) else None

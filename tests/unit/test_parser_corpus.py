@@ -10,13 +10,14 @@ refused there: no nan, inf, negative or zero figure reaches the store.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
 
 from bench import sanity
 from scenarios import cpu, disk, memory, network
-from scenarios.base import Sample
+from scenarios.base import Sample, ScenarioError
 from scenarios.network import RR_SELECTORS
 from scenarios.parsers import ParseError, fio, iozone, iperf3, netperf, series, stressng, sysbench
 
@@ -156,9 +157,10 @@ def test_parser_reads_or_refuses_with_the_reason(name):
     assert "\n" not in str(caught.value), "one line"
 
 
-def _samples(name: str) -> tuple[object, list[Sample]]:
-    """(scenario module, samples) built from a readable fixture the way its scenario builds them."""
-    text = (FIXTURES / name).read_text()
+def _samples(name: str, text: str | None = None) -> tuple[object, list[Sample]]:
+    """(scenario module, samples) built from a readable fixture (or `text` in its place) the way its
+    scenario builds them."""
+    text = (FIXTURES / name).read_text() if text is None else text
     tool = name.split("/")[0]
     if tool == "fio":
         job = {"name": "j", "rw": "randread", "bs": "4k", "iodepth": 32}
@@ -172,7 +174,10 @@ def _samples(name: str) -> tuple[object, list[Sample]]:
     if tool == "sysbench":
         if "memory" in name:
             return memory, [Sample("sysbench_memory_bandwidth", sysbench.memory(text)["mib_per_second"], "MiB/s")]
-        return cpu, [Sample("sysbench_cpu_events_per_s", sysbench.parse(text)["events_per_second"], "events/s")]
+        figures = sysbench.parse(text)
+        if "events_per_second" not in figures:  # what the cpu scenario says then
+            raise ScenarioError("sysbench cpu output has no 'events per second' line")
+        return cpu, [Sample("sysbench_cpu_events_per_s", figures["events_per_second"], "events/s")]
     if tool == "stress-ng" and name.endswith(".yaml") and "matrix" in stressng.parse_yaml(text):
         return cpu, [Sample("stressng_matrix_bogo_ops_per_s", stressng.metric(text, "matrix"), "bogo-ops/s")]
     if tool == "stress-ng" and name.endswith(".yaml") and "stream" in stressng.parse_yaml(text):
@@ -202,3 +207,38 @@ def test_what_a_parser_returns_is_plausible_or_refused_by_the_sanity_layer(name)
             sanity.check_repetition(module, samples)  # ...that no CPU could produce
     else:
         sanity.check_repetition(module, samples)
+
+
+MUTANTS = ("nan", "-nan", "inf", "-1", "0", "0.0", "-0.5", "1e400", "")
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+@pytest.mark.parametrize("name", ["fio/randrw-70-30-4k-qd32.json", "iperf3/tcp-1stream.json", "netperf/tcp-rr.txt",
+                                  "sysbench/cpu-1thread.txt", "sysbench/memory-seq-read-1m.txt",
+                                  "stress-ng/matrix-prod.yaml", "stress-ng/stream.yaml",
+                                  "iozone/write-read-random-1m-64m.txt"])
+def test_no_number_a_tool_prints_can_reach_the_store_as_nan_inf_negative_or_zero(name):
+    """Replace each number in a good output, one at a time, by nan, inf, a negative, zero or nothing: the
+    parser and the sanity layer together either refuse the result with an explained error or return
+    figures that are all finite and in range. Nothing else (no crash, no bad figure) may happen."""
+    module, _ = _samples(name)
+    declared = sanity.declared_metrics(module)
+    text = (FIXTURES / name).read_text()
+    spots = list(NUMBER.finditer(text))
+    step = max(1, len(spots) // 150)  # at most ~150 positions per output, spread over all of it
+    tried = refused = 0
+    for match in spots[::step]:
+        for mutant in MUTANTS:
+            broken = text[:match.start()] + mutant + text[match.end():]
+            tried += 1
+            try:
+                _, samples = _samples(name, broken)
+                sanity.check_repetition(module, samples)
+            except (ParseError, ScenarioError):  # ImplausibleSample is a ScenarioError
+                refused += 1
+                continue
+            for sample in samples:  # accepted: every figure must be a plausible measurement
+                unit, plausible = declared[sample.metric]
+                assert math.isfinite(sample.value) and plausible.violation(sample.value, unit) is None, (
+                    match.group(0), mutant, sample)
+    assert tried and refused  # the mutations did reach figures
