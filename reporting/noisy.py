@@ -74,19 +74,33 @@ def degradation(alone: Sequence[float], contended: Sequence[float], higher_is_be
     return Degradation(point, interval, len(alone), len(contended), r.note)
 
 
-def _evidence(run_dir: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
-    """(platform, setting, stressor) -> (outcome, why) of the last repetition that was not ok."""
+def _evidence(run_dir: Path) -> tuple[dict[tuple[str, str, str], tuple[str, str]], dict[tuple[str, str], list[str]]]:
+    """(platform, setting, stressor) -> (outcome, why) of the last repetition that was not ok, and
+    (platform, setting) -> the aggressor's limits the platform ignored."""
     found: dict[tuple[str, str, str], tuple[str, str]] = {}
+    ignored: dict[tuple[str, str], list[str]] = {}
     for path in sorted((run_dir / "raw").glob(f"*/{NAME}/rep*/{EVIDENCE_FILE}")):
         platform = path.parts[-4]
         try:
             for record in json.loads(path.read_text()):
+                setting = str(record["setting"])
+                ignored[(platform, setting)] = [str(x) for x in record.get("ignored_limits", [])]
                 if record.get("outcome") in ("skipped", "failed"):
-                    found[(platform, str(record["setting"]), str(record["stressor"]))] = (
+                    found[(platform, setting, str(record["stressor"]))] = (
                         str(record["outcome"]), str(record.get("why", "")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-    return found
+    return found, ignored
+
+
+def _head(columns: list[tuple[str, str]], infos: dict[str, PlatformInfo],
+          ignored: dict[tuple[str, str], list[str]]) -> str:
+    cells = []
+    for platform, setting in columns:
+        lost = ignored.get((platform, setting))
+        note = f"<br><small>limits ignored here: {html.escape(', '.join(lost))}</small>" if lost else ""
+        cells.append(f"<th>{html.escape(infos[platform].label)}<br><small>aggressor {setting}</small>{note}</th>")
+    return "".join(cells)
 
 
 def _values(samples: list[SampleRecord]) -> dict[tuple[str, str, str, str], list[float]]:
@@ -111,11 +125,11 @@ def section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, Platfor
     values = _values(samples)
     if not values:
         return ""
-    evidence = _evidence(run_dir)
+    evidence, ignored = _evidence(run_dir)
     platforms = [p for p in infos if any(k[1] == p for k in values)]
     settings = [s for s in SETTINGS if any(k[2] == s for k in values)]
     columns = [(p, s) for p in platforms for s in settings]
-    head = "".join(f"<th>{html.escape(infos[p].label)}<br><small>aggressor {s}</small></th>" for p, s in columns)
+    head = _head(columns, infos, ignored)
     stressors = [st for st in STRESSORS if any(k[3] == st for k in values) or
                  any(k[2] == st for k in evidence)]
     parts = ["<h2>isolation: noisy neighbour (victim degradation)</h2>",
@@ -150,13 +164,13 @@ def section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, Platfor
         parts.append(f"<h3>victim {html.escape(workload)} ({html.escape(metric)}, {html.escape(unit)})</h3>"
                      f'<div class="scroll"><table class="noisy"><tr><th>stressor</th>{head}'
                      f"<th>IBS 2007 (well-behaved guests)</th></tr>{''.join(rows)}</table></div>")
-    parts.append(_heartbeat_table(values, columns, infos))
+    parts.append(_heartbeat_table(values, columns, infos, ignored))
     return "".join(parts)
 
 
 def _heartbeat_table(values: dict[tuple[str, str, str, str], list[float]], columns: list[tuple[str, str]],
-                     infos: dict[str, PlatformInfo]) -> str:
-    head = "".join(f"<th>{html.escape(infos[p].label)}<br><small>aggressor {s}</small></th>" for p, s in columns)
+                     infos: dict[str, PlatformInfo], ignored: dict[tuple[str, str], list[str]]) -> str:
+    head = _head(columns, infos, ignored)
     rows = []
     for stressor in (ALONE, *STRESSORS):
         if not any(k[0] == "heartbeat_lateness_p99" and k[3] == stressor for k in values):

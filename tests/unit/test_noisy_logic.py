@@ -162,11 +162,13 @@ def test_report_section_shows_degradation_skips_reference_and_heartbeat(tmp_path
     rep_dir = tmp_path / "raw" / "base" / noisy.NAME / "rep1"
     rep_dir.mkdir(parents=True)
     (rep_dir / noisy.EVIDENCE_FILE).write_text(json.dumps([
-        {"setting": "limited", "stressor": "forkbomb", "outcome": "skipped", "why": "pids limit ignored here"}]))
+        {"setting": "limited", "stressor": "forkbomb", "outcome": "skipped", "why": "pids limit ignored here",
+         "ignored_limits": ["cpus", "pids_max"]}]))
     infos = {"base": _info("base", "native"), "box": _info("box", "container")}
     page = report.section(samples, tmp_path, infos)
     assert "+20.0 %" in page and "+50.0 %" in page and "90 % interval" in page
     assert "pids limit ignored here" in page and "fork bomb" in page
+    assert "limits ignored here: cpus, pids_max" in page
     assert "OpenVZ 21.3 %" not in page  # no network stressor was run: its reference row is not shown
     assert "OpenVZ 0 %" in page  # the cpu row carries its reference
     assert "background:#b71c1c" in page  # base's 150 ms heartbeat p99 is flagged
