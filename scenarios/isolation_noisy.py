@@ -71,7 +71,7 @@ from scenarios.parsers import ParseError, fio, netperf, sysbench
 NAME = "isolation_noisy"
 DESCRIPTION = ("noisy neighbour: victim cpu/memory/disk/network degradation beside an aggressor running cpu, "
                "memory, fork-bomb, disk and network stressors, unlimited and limited; host heartbeat lateness")
-TOOLS = ("sysbench", "stress-ng", "fio", "netperf", "iperf3", "timeout", "cat", "kill", "sh")
+TOOLS = ("sysbench", "stress-ng", "fio", "netperf", "iperf3", "timeout", "cat", "kill", "pgrep", "sh")
 _KEYS = ("setting", "stressor")
 #: workload -> (metric, unit, higher is better); the report reads this to orient the degradation.
 VICTIM: dict[str, tuple[str, str, bool]] = {
@@ -108,6 +108,10 @@ EVIDENCE_FILE = "noisy.json"
 FIO_FILE = "isolab-noisy-victim.dat"
 AGGRESSOR_FILE = "isolab-noisy-aggressor.dat"
 PIDFILE = "/tmp/isolab-noisy-stressor.pid"
+# The stressor's process tree (by parent links, collected before anything dies) and its process group.
+KILL_STRESSOR = (f"p=$(cat {PIDFILE}); t() {{ echo $1; for c in $(pgrep -P $1); do t $c; done; }}; "
+                 "kill -KILL -$p $(t $p) 2>/dev/null")
+STOP_GRACE_S = 90.0  # after SIGKILL, how long the stressor's exec may take to return before the aggressor goes
 NET_MODES = ("bridge", "host")  # the peer is reachable from these (host: bound to the bridge's host address)
 HEARTBEAT_P99_LIMIT_MS = 100.0  # done-when of issue 10: the host keeps its 10 ms beat during the bombs
 
@@ -331,7 +335,7 @@ def stressor_command(stressor: str, p: Plan, scratch: str, net: _Net | None) -> 
         work = f"stress-ng --vm 2 --vm-bytes {p.memory_stress_mib // 2}M --vm-keep -t {t} --temp-path {scratch}"
     elif stressor == "disk":
         work = (f"fio --name=aggressor --filename={scratch}/{AGGRESSOR_FILE} --size=256M --rw=write --bs=1M "
-                f"--iodepth=16 --ioengine=libaio --direct=1 --time_based --runtime={t} --output-format=json")
+                f"--iodepth=16 --ioengine=libaio --direct=1 --thread --time_based --runtime={t} --output-format=json")
     elif stressor in ("net_send", "net_recv"):
         assert net is not None
         work = f"iperf3 -c {net.target} -p {p.ports[0]} -t {t} -P 4 --connect-timeout 10000"
@@ -406,24 +410,23 @@ class _Aggressor:
             self.destroy()
         elif not self.destroyed:
             try:
-                # timeout(1) leads its own process group: SIGKILL to the group ends the work at once (a
-                # graceful stop of stress-ng --vm under memory pressure in a TCG guest took 20-40 s)
-                # (dash's kill takes no "--": `kill -KILL -PGID`)
-                killed = self.instance.exec(["sh", "-c", f"kill -KILL -$(cat {PIDFILE})"], timeout=60)
-                if not killed.ok:
-                    self.log(f"stop {stressor}: kill exited {killed.returncode}: {killed.stderr_tail()}; "
-                             "destroying the aggressor")
-                    self.destroy()
+                # SIGKILL to the stressor's whole tree (collected first, by parent links) and to timeout(1)'s
+                # process group: some tools leave the group (fio's job processes call setsid), and a graceful
+                # stop of stress-ng --vm under memory pressure in a TCG guest took 20-40 s.
+                killed = self.instance.exec(["sh", "-c", KILL_STRESSOR], timeout=60)
+                if killed.returncode not in (0, 1):  # 1: some process of the tree had already exited
+                    self.log(f"stop {stressor}: kill exited {killed.returncode}: {killed.stderr_tail()}")
             except IsolabError as exc:
                 self.log(f"stop {stressor}: {exc}; destroying the aggressor")
                 self.destroy()
         if self._thread is not None:
-            self._thread.join(timeout=self.p.watchdog_s + 60)
+            self._thread.join(timeout=STOP_GRACE_S)
         if self._timer is not None:
             self._timer.cancel()
         if self._thread is not None and self._thread.is_alive():
             self.destroy()
-            return "the stressor did not end after it was stopped; the aggressor was destroyed"
+            self._thread.join(timeout=STOP_GRACE_S)
+            return (f"the stressor did not end within {STOP_GRACE_S:g} s of SIGKILL; the aggressor was destroyed")
         return early
 
 
