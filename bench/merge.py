@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.dataset import Dataset, load
-from bench.results import SCHEMA_VERSION, write_json_atomic
+from bench.results import SCHEMA_VERSION, write_bytes_atomic, write_json_atomic
 from runtime.errors import IsolabError
 
 
@@ -62,6 +62,5 @@ def merge(sources: list[Path], into: Path) -> Dataset:
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
+    """Whole or not at all, fsynced with its directory (bench.results.write_bytes_atomic)."""
+    write_bytes_atomic(path, "".join(line + "\n" for line in lines).encode("utf-8"))
