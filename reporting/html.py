@@ -252,9 +252,11 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         csv_files.append(export.write_csv(long, tables_dir / f"{scenario}.csv"))
         display = tables.display_rows(long, views)
         tex_rows = [[r.metric, r.variant, r.platform.label, r.unit, r.cells["median"].text,
-                     r.cells["interval"].text if "interval" in r.cells else formatting.MISSING,
-                     r.cells["level"].text if "level" in r.cells else formatting.MISSING,
-                     r.cells["n"].text, r.cells["ratio"].text, r.cells["ratio interval"].text] for r in display]
+                     r.cells["interval"].text, r.cells["level"].text, r.cells["n"].text, r.cells["ratio"].text,
+                     r.cells["ratio interval"].text] if not r.cells["median"].missing else
+                    [r.metric, r.variant, r.platform.label, r.unit, formatting.MISSING,
+                     r.cells["median"].title.split(":")[0], "", "", "", ""]  # failed / skipped (run): see the CSV
+                    for r in display]
         tex_files.append(export.write_latex(export.latex_table(
             ["metric", "variant", "platform", "unit", "median", "interval", "level", "n", "ratio", "ratio interval"],
             tex_rows, f"{scenario}: median, interval with its level, ratio to the baseline", scenario),
@@ -291,6 +293,21 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         versus = versus.assign(platform_a=versus["platform_a"].map(lambda n: infos[n].label if n in infos else n),
                                platform_b=versus["platform_b"].map(lambda n: infos[n].label if n in infos else n))
         csv_files.append(export.write_csv(versus, tables_dir / "pairwise.csv"))
+        shown = _frame_table(versus.drop(columns=["host"], errors="ignore"))
+        tex_files.append(export.write_latex(export.latex_table(
+            shown["header"], shown["rows"], "Platforms of different kinds, pairwise (Mann-Whitney U, two-sided, "  # type: ignore[arg-type]
+            "on one value per repetition)", "pairwise"), tables_dir / "pairwise.tex"))
+    if headlines:
+        frame = pd.DataFrame([{"platform": h.platform.name, "platform_label": h.platform.label, "figure": h.label,
+                               "metric": h.metric, "median": h.median, "unit": h.unit, "interval_low": h.interval.low,
+                               "interval_high": h.interval.high, "interval_level": h.interval.level,
+                               "interval_method": h.interval.method, "n": h.interval.n} for h in headlines])
+        csv_files.append(export.write_csv(frame, tables_dir / "headlines.csv"))
+        tex_files.append(export.write_latex(export.latex_table(
+            ["platform", "figure", "median", "unit", "interval", "level"],
+            [[h["platform"], h["label"], h["median"], h["unit"], h["interval"], h["level"]]
+             for h in map(_headline, headlines)], "Headline figures per platform", "headlines"),
+            tables_dir / "headlines.tex"))
     if not claims.empty:
         csv_files.append(export.write_csv(claims, tables_dir / "claims.csv"))
         tex_files.append(export.write_latex(export.latex_table(
