@@ -119,6 +119,10 @@ class NativeInstance(Instance):
         sizes = (p.lstat() for p in self.scratch.rglob("*"))
         return sum(st.st_size for st in sizes if stat.S_ISREG(st.st_mode))
 
+    def quiesce(self) -> str | None:
+        """Nothing of a native instance runs between commands: quiet by construction."""
+        return "no process between commands"
+
     def metadata(self) -> dict[str, object]:
         ignored = self.ignored_limits()
         return {"limits_ignored": sorted(ignored)} if ignored else {}

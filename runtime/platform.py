@@ -93,6 +93,16 @@ class Instance(ABC):
         """Facts to attach to every sample measured on this instance."""
         return {}
 
+    def quiesce(self) -> str | None:
+        """Stop using CPU, memory bandwidth and disk until `wake()` (while another platform is measured).
+        Returns how (e.g. 'cgroup freezer', 'domain paused', 'no process between commands'), or None when
+        this platform cannot: the harness then starts and destroys its instances per block instead."""
+        return None
+
+    def wake(self) -> None:
+        """Undo `quiesce()`; a no-op when nothing was quiesced."""
+        return None
+
     @abstractmethod
     def destroy(self) -> None:
         """Stop the instance and remove everything it created on the host. Idempotent."""

@@ -71,6 +71,13 @@ class ContainerInstance(Instance):
             meta["limits_ignored"] = sorted(self.container.ignored)
         return meta
 
+    def quiesce(self) -> str | None:
+        self.container.cgroup.freeze(True)
+        return "cgroup freezer"
+
+    def wake(self) -> None:
+        self.container.cgroup.freeze(False)
+
     def destroy(self) -> None:
         self.container.destroy()
 

@@ -380,6 +380,27 @@ class VmInstance(Instance):
             data["limits_ignored"] = sorted(ignored)
         return data
 
+    def quiesce(self) -> str | None:
+        """Pause the domain (virDomainSuspend): QEMU's vCPUs stop, so the guest uses no host CPU."""
+        try:
+            self._require_domain().suspend()
+        except libvirt.libvirtError as exc:
+            raise InstanceError(f"{self.where}: cannot pause the domain: {exc.get_error_message()}") from exc
+        return "domain paused"
+
+    def wake(self) -> None:
+        domain = self._require_domain()
+        try:
+            if domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                domain.resume()
+        except libvirt.libvirtError as exc:
+            raise InstanceError(f"{self.where}: cannot resume the domain: {exc.get_error_message()}") from exc
+
+    def _require_domain(self) -> libvirt.virDomain:
+        if self._destroyed or self._domain is None:
+            raise InstanceError(f"{self.where}: not running")
+        return self._domain
+
     # ---- stop --------------------------------------------------------------------------------
     def shutdown(self, timeout: float = 15.0) -> bool:
         """Graceful stop: SIGUSR2 to the guest's PID 1 (it syncs and powers off); True if it went off."""

@@ -18,6 +18,7 @@ from runtime.errors import InstanceError
 from runtime.spec import InstanceSpec
 
 CFS_PERIOD_US = 100_000
+FREEZE_TIMEOUT_S = 10.0  # a freeze waits for every task to stop; longer means something is stuck
 IO_FIELDS = ("io_read_bps", "io_write_bps", "io_read_iops", "io_write_iops")
 
 
@@ -143,6 +144,10 @@ class Cgroup(ABC):
     @abstractmethod
     def stats(self) -> CgroupStats:
         """Current usage counters."""
+
+    @abstractmethod
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (or thaw) every process in the cgroup; returns once the kernel says it is done."""
 
     @abstractmethod
     def kill_all(self) -> None:

@@ -7,10 +7,12 @@ blkio (throttle.*), pids, devices (deny all but Docker's device list, cgroups.de
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from runtime.container.cgroups.base import (
     CFS_PERIOD_US,
+    FREEZE_TIMEOUT_S,
     IO_FIELDS,
     Cgroup,
     CgroupStats,
@@ -47,7 +49,7 @@ def v1_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Path]:
 
 
 #: Hierarchies every container joins (usage read-back, device rules); others only when a limit needs them.
-ALWAYS = ("cpu", "cpuacct", "memory", "pids", "devices")
+ALWAYS = ("cpu", "cpuacct", "memory", "pids", "devices", "freezer")
 
 
 def needed_controllers(spec: InstanceSpec | None) -> set[str] | None:
@@ -182,6 +184,17 @@ class CgroupV1(Cgroup):
             stats.pids_current = int(current) if current else None
             stats.pids_max_hits = keyed(read(d["pids"] / "pids.events")).get("max")
         return stats
+
+    def freeze(self, frozen: bool) -> None:
+        """freezer.state FROZEN/THAWED; FREEZING means some task has not stopped yet: wait for it."""
+        state = self.dirs["freezer"] / "freezer.state"
+        write(state, "FROZEN" if frozen else "THAWED")
+        wanted = "FROZEN" if frozen else "THAWED"
+        deadline = time.monotonic() + FREEZE_TIMEOUT_S
+        while read(state).strip() != wanted:
+            if time.monotonic() > deadline:
+                raise InstanceError(f"cgroup {self.name}: {state} did not reach {wanted} in {FREEZE_TIMEOUT_S} s")
+            time.sleep(0.002)
 
     def kill_all(self) -> None:
         kill_procs(self._main() / "cgroup.procs")

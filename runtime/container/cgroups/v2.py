@@ -9,10 +9,12 @@ device list (cgroups.devices), as runc and crun do; it lives as long as the cgro
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from runtime.container.cgroups.base import (
     CFS_PERIOD_US,
+    FREEZE_TIMEOUT_S,
     IO_FIELDS,
     Cgroup,
     CgroupStats,
@@ -132,6 +134,17 @@ class CgroupV2(Cgroup):
             pids_current=number("pids.current"),
             pids_max_hits=pids.get("max"),
         )
+
+    def freeze(self, frozen: bool) -> None:
+        """cgroup.freeze 1/0, then wait until cgroup.events says `frozen 1` (or 0)."""
+        write(self.dir / "cgroup.freeze", "1" if frozen else "0")
+        wanted = 1 if frozen else 0
+        deadline = time.monotonic() + FREEZE_TIMEOUT_S
+        while keyed(read(self.dir / "cgroup.events")).get("frozen") != wanted:
+            if time.monotonic() > deadline:
+                raise InstanceError(f"cgroup {self.name}: not {'frozen' if frozen else 'thawed'} "
+                                    f"after {FREEZE_TIMEOUT_S} s")
+            time.sleep(0.002)
 
     def kill_all(self) -> None:
         kill_file = self.dir / "cgroup.kill"
