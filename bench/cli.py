@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(resume.run_info()["config"])  # type: ignore[arg-type]
     else:
         config = parse_selection(args.platform, args.scenario, args.profile, args.repetitions, args.accel,
-                                 args.max_repetitions, args.cv_target)
+                                 args.max_repetitions, args.cv_target, args.order, args.seed)
     hostsetup.ensure_host(lambda msg: _say(f"setup: {msg}"))
     image = images.build(console)
     _say(f"run: platforms {', '.join(config.platforms)}; scenarios {', '.join(config.scenarios)}; "
@@ -165,6 +165,10 @@ def parser() -> argparse.ArgumentParser:
                      help="extend up to this many while CV > target (default: per profile, or 2 x --repetitions)")
     run.add_argument("--cv-target", type=float, default=0.05, help="CV that ends extension (default 0.05)")
     run.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg")
+    run.add_argument("--order", default="interleaved", choices=["interleaved", "sequential"],
+                     help="interleaved (default): repetition by repetition across platforms in random order, "
+                          "idle instances frozen; sequential: one cell after the other")
+    run.add_argument("--seed", type=int, default=20261128, help="seed of the interleaved block orders")
     run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
     run.add_argument("--no-report", action="store_true")
     run.set_defaults(func=cmd_run)

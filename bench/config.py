@@ -16,6 +16,9 @@ DEFAULT_REPETITIONS = {"quick": 3, "full": 10}  # scenarios may ask for more (th
 DEFAULT_MAX_REPETITIONS = {"quick": 3, "full": 30}
 DEFAULT_CV_TARGET = 0.05
 ACCELERATORS = ("auto", "kvm", "tcg")
+ORDERS = ("interleaved", "sequential")
+DEFAULT_ORDER = "interleaved"
+DEFAULT_SEED = 20261128
 
 
 def split_names(text: str | None) -> list[str]:
@@ -31,6 +34,11 @@ class RunConfig:
     accel: str = "auto"
     max_repetitions: int | None = None  # None: the profile's cap (or 2 x repetitions)
     cv_target: float = DEFAULT_CV_TARGET
+    # interleaved: per scenario, one instance per platform and blocks of one repetition on every platform
+    # in a new random order (drift hits every platform alike); sequential: all repetitions of one cell,
+    # then the next (the old order)
+    order: str = DEFAULT_ORDER
+    seed: int = DEFAULT_SEED  # of the block orders: a run's order is reproducible from run.json
 
     def __post_init__(self) -> None:
         validate_platform_names(self.platforms)
@@ -44,6 +52,8 @@ class RunConfig:
             raise SpecError(f"invalid max repetitions {self.max_repetitions}: below the {self.reps} repetitions asked")
         if not 0 <= self.cv_target < 1:
             raise SpecError(f"invalid CV target {self.cv_target}: expected a fraction such as 0.05")
+        if self.order not in ORDERS:
+            raise SpecError(f"unknown order {self.order!r}: choose from {', '.join(ORDERS)}")
         if self.accel not in ACCELERATORS:
             raise SpecError(f"unknown accelerator {self.accel!r}: choose from {', '.join(ACCELERATORS)}")
 
@@ -94,15 +104,18 @@ class RunConfig:
                    profile=str(data["profile"]), repetitions=data.get("repetitions"),  # type: ignore[arg-type]
                    accel=str(data.get("accel", "auto")),
                    max_repetitions=data.get("max_repetitions"),  # type: ignore[arg-type]
-                   cv_target=float(data.get("cv_target", DEFAULT_CV_TARGET)))  # type: ignore[arg-type]
+                   cv_target=float(data.get("cv_target", DEFAULT_CV_TARGET)),  # type: ignore[arg-type]
+                   order=str(data.get("order", "sequential")),  # runs from before interleaving were sequential
+                   seed=int(data.get("seed", DEFAULT_SEED)))  # type: ignore[call-overload]
 
 
 def parse_selection(platforms: str | None, scenarios: str | None, profile: str, repetitions: int | None,
                     accel: str = "auto", max_repetitions: int | None = None,
-                    cv_target: float = DEFAULT_CV_TARGET) -> RunConfig:
+                    cv_target: float = DEFAULT_CV_TARGET, order: str = DEFAULT_ORDER,
+                    seed: int = DEFAULT_SEED) -> RunConfig:
     return RunConfig(
         platforms=tuple(split_names(platforms)) or tuple(platform_names()),
         scenarios=tuple(expand_scenario_names(split_names(scenarios))) or SCENARIOS,
         profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
-        cv_target=cv_target,
+        cv_target=cv_target, order=order, seed=seed,
     )

@@ -21,6 +21,7 @@ import pytest
 
 from bench import stats
 from bench.config import RunConfig
+from bench.interleave import Interleaved
 from bench.results import CellOutcome, RunStore, SampleRecord, new_attempt_id, variant_of
 from bench.sanity import check_repetition
 from runtime.errors import IsolabError, PlatformUnavailable
@@ -30,6 +31,7 @@ from scenarios import base as scenario_base
 from scenarios.base import RawSink, Sample
 
 Say = Callable[[str], None]
+ALL_PLATFORMS = "*"  # the platform part of an interleaved item: every platform of the run
 
 
 class _EnoughRepetitions(BaseException):
@@ -69,6 +71,11 @@ class Harness:
     # pytest hooks -----------------------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "cell" in metafunc.fixturenames:
+            if self.config.order == "interleaved":  # one item per scenario: all its platforms, block by block
+                cells = [(ALL_PLATFORMS, s) for s in self.config.scenarios
+                         if any((p, s) not in self.skip_cells for p in self.config.platforms)]
+                metafunc.parametrize("cell", cells, ids=[f"interleaved-{s}" for _, s in cells])
+                return
             cells = [c for c in self.config.cells() if c not in self.skip_cells]
             metafunc.parametrize("cell", cells, ids=[f"{p}-{s}" for p, s in cells])
 
@@ -97,6 +104,9 @@ class Harness:
 
     # one cell ---------------------------------------------------------------------------------
     def run_cell(self, platform_name: str, scenario_name: str, benchmark: object) -> None:
+        if platform_name == ALL_PLATFORMS:
+            self.run_interleaved(scenario_name, benchmark)
+            return
         index = self.cells_done + 1
         total = len(self.config.cells()) - len(self.skip_cells)
         label = f"[{index}/{total}] {platform_name} × {scenario_name}"
@@ -199,6 +209,53 @@ class Harness:
             pytest.fail(failure, pytrace=False)
         self._finish(CellOutcome(platform_name, scenario_name, "ok", "", done, wall))
         self.say(f"{label}: done, {done} repetitions in {wall:.1f} s")
+
+    def run_interleaved(self, scenario: str, benchmark: object) -> None:
+        """One scenario on every platform in blocks (bench.interleave); a resume continues after the last
+        finished block of the scenario's unfinished attempt."""
+        started = time.monotonic()
+        names = [p for p in self.config.platforms if (p, scenario) not in self.skip_cells]
+        progress = self.store.block_progress().get(scenario)
+        self.attempt, first = (progress[0], progress[1] + 1) if progress else (new_attempt_id(), 1)
+        reps, max_reps = self.config.reps_for(scenario), self.config.max_reps_for(scenario)
+        runner = Interleaved(self, scenario)
+        self.say(f"[interleaved {scenario}] {', '.join(names)}: {reps} block(s)"
+                 + (f", resuming at block {first}" if progress else ""))
+        block = first
+        note = ""
+
+        def enough_yet() -> None:
+            nonlocal note
+            if not any(lane.running for lane in runner.lanes):
+                raise _EnoughRepetitions
+            if block - 1 < reps:
+                return
+            metric, cv = runner.noisiest_cv()
+            if cv <= self.config.cv_target or block - 1 >= max_reps:
+                raise _EnoughRepetitions
+            note = f"extended: CV {100 * cv:.1f}% on {metric}"
+
+        def one_block() -> None:
+            nonlocal block
+            runner.run_block(block, self.attempt)
+            block += 1
+
+        try:
+            runner.open_lanes(names)
+            for lane in runner.lanes:
+                lane.done = first - 1
+            try:
+                benchmark.pedantic(one_block, setup=enough_yet, rounds=max(1, max_reps - first + 1),  # type: ignore[attr-defined]
+                                   iterations=1, warmup_rounds=0)
+            except _EnoughRepetitions:
+                pass
+        finally:
+            runner.close()
+        failures = runner.finish(reps, started, note)
+        self.say(f"[interleaved {scenario}] done, {block - 1} block(s) in {time.monotonic() - started:.1f} s"
+                 + (f"; FAILED: {'; '.join(failures)}" if failures else ""))
+        if failures:
+            pytest.fail("; ".join(failures), pytrace=False)
 
     def _scenario_cleanup(self, module: object, instance: object, params: dict[str, object], label: str) -> None:
         """Run the scenario's cleanup also after a failure; its own failure is reported, not raised."""

@@ -5,12 +5,17 @@ Layout of `results/<run-id>/`:
   env.json        the environment fingerprint (atomic write)
   samples.jsonl   one sample per line (tidy: platform, scenario, metric, variant, value, unit, rep, attempt...)
   cells.jsonl     one line per platform × scenario outcome: ok, failed or skipped, with the reason and attempt
+  blocks.jsonl    interleaved runs: one line per finished block (scenario, attempt, block, platform order,
+                  how idle instances were quieted and the host CPU they used meanwhile)
   raw/<platform>/<scenario>/rep<N>/<file>   each tool's raw output (of the cell's latest attempt)
 
 Attempts: every time the harness starts a cell it draws a new attempt id; the samples it stores and
 the outcome that ends the cell carry it. Only samples of the attempt named by a cell's latest outcome
 are read back, so a killed attempt (samples, no outcome) or one that a resume redid never counts;
 `RunStore.drop_unfinished()` also removes them from the file (atomically) when a run resumes.
+An interleaved scenario runs as one attempt for all its platforms, block by block; a resume continues
+that attempt after its last finished block (blocks.jsonl): the finished blocks' samples are kept, those
+of the block that was cut short are dropped.
 
 Durability: a repetition's samples are appended in one `write` call and fsynced; whole files are
 written to a temporary name, fsynced, renamed, and their directory fsynced; `sync()` fsyncs every
@@ -54,8 +59,9 @@ def new_attempt_id() -> str:
     return secrets.token_hex(6)
 
 
-#: Metadata keys that say which unit a sample was measured on, not what was measured: not in the variant.
-UNIT_KEYS = frozenset({"instance"})
+#: Metadata keys that say which unit a sample was measured on (the instance, the interleaved block and the
+#: position in it), not what was measured: not in the variant.
+UNIT_KEYS = frozenset({"instance", "block", "position"})
 
 
 def variant_of(metadata: dict[str, object]) -> str:
@@ -216,6 +222,24 @@ class RunStore:
         """Store a repetition's samples together: one append, so a crash keeps all or none of them."""
         _append_lines(self.path / "samples.jsonl", (record.to_json() for record in records))
 
+    def add_block(self, record: dict[str, object]) -> None:
+        """An interleaved block finished: every platform still running measured one repetition."""
+        _append_lines(self.path / "blocks.jsonl", [json.dumps(record, sort_keys=True, default=str)])
+
+    def blocks(self) -> list[dict[str, object]]:
+        return list(read_jsonl(self.path / "blocks.jsonl"))
+
+    def block_progress(self) -> dict[str, tuple[str, int]]:
+        """scenario -> (attempt, last finished block) of interleaved attempts that no outcome has closed yet:
+        where a resume continues."""
+        latest: dict[str, tuple[str, int]] = {}
+        for block in self.blocks():
+            scenario, attempt, number = str(block["scenario"]), str(block["attempt"]), int(block["block"])  # type: ignore[call-overload]
+            if scenario not in latest or latest[scenario][0] != attempt or number > latest[scenario][1]:
+                latest[scenario] = (attempt, number)
+        closed = {(o.scenario, o.attempt) for o in self.outcomes() if o.status == "ok"}
+        return {scenario: progress for scenario, progress in latest.items() if (scenario, progress[0]) not in closed}
+
     def add_outcome(self, outcome: CellOutcome) -> None:
         _append_lines(self.path / "cells.jsonl", [json.dumps(asdict(outcome), sort_keys=True)])
 
@@ -237,14 +261,20 @@ class RunStore:
             write_bytes_atomic(self.path / "cells.jsonl",
                                "".join(json.dumps(c, sort_keys=True) + "\n" for c in cells).encode())
         everything = self._all_samples()
-        kept = self._finished(everything)
+        progress = self.block_progress()
+        finished = {id(s) for s in self._finished(everything)}
+        kept = [s for s in everything if id(s) in finished or self._in_finished_block(s, progress)]
         if (self.path / "samples.jsonl").exists():
             write_bytes_atomic(self.path / "samples.jsonl", "".join(s.to_json() + "\n" for s in kept).encode())
         keep = set(keep_raw_of)
         raw = self.path / "raw"
         for platform_dir in raw.iterdir() if raw.is_dir() else []:
             for cell_dir in platform_dir.iterdir():
-                if (platform_dir.name, cell_dir.name) not in keep:
+                if cell_dir.name in progress:  # an interleaved attempt resumes: keep its finished blocks
+                    for rep_dir in cell_dir.glob("rep*"):
+                        if int(rep_dir.name[3:] or 0) > progress[cell_dir.name][1]:
+                            shutil.rmtree(rep_dir)
+                elif (platform_dir.name, cell_dir.name) not in keep:
                     shutil.rmtree(cell_dir)
         return len(everything) - len(kept)
 
@@ -279,6 +309,12 @@ class RunStore:
     def _finished(self, samples: list[SampleRecord]) -> list[SampleRecord]:
         final = {(o.platform, o.scenario): o.attempt for o in self.outcomes()}  # the latest outcome wins
         return [s for s in samples if not s.attempt or final.get((s.platform, s.scenario)) == s.attempt]
+
+    @staticmethod
+    def _in_finished_block(sample: SampleRecord, progress: dict[str, tuple[str, int]]) -> bool:
+        attempt, last = progress.get(sample.scenario, ("", 0))
+        block = sample.metadata.get("block")
+        return bool(attempt) and sample.attempt == attempt and isinstance(block, int) and block <= last
 
     def outcomes(self) -> list[CellOutcome]:
         return [CellOutcome(**d) for d in read_jsonl(self.path / "cells.jsonl")]  # type: ignore[arg-type]

@@ -288,3 +288,56 @@ def change_verdict(change: Ratio, higher_is_better: bool | None, confidence: flo
         return ("higher" if iv.low > 1.0 else "lower") + qualifier
     improved = (iv.low > 1.0) == higher_is_better
     return ("better" if improved else "worse") + qualifier
+
+
+# -- the interleaved (blocked) design ------------------------------------------------------------------
+
+PAIRED_PREFIX = "paired within blocks, "
+
+
+def paired_ratio(values: dict[int, float], baseline: dict[int, float], confidence: float = CONFIDENCE) -> Ratio:
+    """values ÷ baseline from an interleaved run: one ratio per block that measured both (the pair shares
+    the block's moment, so drift between blocks cancels), summarised by its median with the
+    order-statistic interval at its real level."""
+    blocks = sorted(set(values) & set(baseline))
+    ratios = [values[b] / baseline[b] for b in blocks if values[b] > 0 and baseline[b] > 0]
+    if not ratios:
+        return Ratio(math.nan, Interval.undefined(), "no block measured both")
+    interval = median_interval(ratios, confidence)
+    note = "" if interval.reaches(confidence) else f"{len(ratios)} blocks: {interval.label}"
+    return Ratio(float(np.median(ratios)),
+                 Interval(interval.low, interval.high, interval.level, f"{PAIRED_PREFIX}{interval.method}"), note)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Theil-Sen slope of values over blocks, relative to their median (per block), with its interval."""
+
+    slope_per_block: float  # relative: 0.01 = +1 % of the median per block
+    interval: Interval
+    n: int
+
+    @property
+    def significant(self) -> bool:
+        return self.interval.defined and self.interval.excludes(0.0)
+
+    @property
+    def text(self) -> str:
+        if not self.interval.defined:
+            return f"n = {self.n}: too few blocks to estimate drift"
+        return (f"{100 * self.slope_per_block:+.2f} % per block [{100 * self.interval.low:+.2f} to "
+                f"{100 * self.interval.high:+.2f} %, {self.interval.label}]"
+                + (": significant drift" if self.significant else ""))
+
+
+def drift(values: dict[int, float], confidence: float = CONFIDENCE) -> Drift:
+    """How a platform's values move over the blocks of a run (the host's drift when it is the baseline)."""
+    blocks = sorted(values)
+    if len(blocks) < 3:
+        return Drift(math.nan, Interval.undefined(), len(blocks))
+    y = np.array([values[b] for b in blocks], dtype=float)
+    centre = float(np.median(y))
+    if centre == 0:
+        return Drift(math.nan, Interval.undefined(), len(blocks))
+    slope, _, low, high = sstats.theilslopes(y / centre, np.array(blocks, dtype=float), alpha=confidence)
+    return Drift(float(slope), Interval(float(low), float(high), confidence, "Theil-Sen"), len(blocks))

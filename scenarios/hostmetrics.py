@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from runtime.linux.process import descendants  # noqa: F401  (re-exported: scenarios measure instance trees)
+
 
 def pss_bytes(pids: list[int]) -> int:
     """Sum of Pss (proportional set size) over the processes and their threads' shared mappings."""
@@ -18,24 +20,6 @@ def pss_bytes(pids: list[int]) -> int:
         if match:
             total += int(match.group(1)) * 1024
     return total
-
-
-def descendants(pids: list[int]) -> list[int]:
-    """The pids and all their descendants (by walking /proc/*/stat parent links)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.append(pid)
-            todo.extend(children.get(pid, []))
-    return found
 
 
 def meminfo_bytes(field: str) -> int:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from runtime.errors import ExecTimeout
 from runtime.spec import ExecResult
@@ -136,3 +137,37 @@ def kill_matching(match: Callable[[int], str | None], timeout: float = 5.0) -> l
             break
         time.sleep(0.02)
     return list(killed.values())
+
+
+def descendants(pids: list[int]) -> list[int]:
+    """The pids and all their descendants (by walking /proc/*/stat parent links)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes `pids` and their descendants have used (their threads
+    included); processes that vanished meanwhile count nothing."""
+    total = 0
+    for pid in descendants(pids) if pids else []:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _CLOCK_TICKS
