@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench.dataset import Dataset, Outcome, load
 from bench.results import RunStore
-from reporting import colour, export, formatting, isolation, noisy, overview, platforms, plots, tables
+from reporting import colour, drift, export, formatting, isolation, noisy, overview, platforms, plots, tables
 from reporting.claims import claims_frame
 from reporting.summary import by_host, pairwise_mann_whitney, samples_frame, summary_frame
 from runtime.platform import PlatformInfo
@@ -269,6 +269,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
     headlines = overview.headline_numbers(samples, views, HEADLINES)
     isolation_html = (isolation.section(samples_list, data.path, infos) + noisy.section(samples_list, data.path, infos)
                       + isolation.limits_section(samples_list, data.path, infos))
+    drift_html = drift.section(samples_list, data.path, infos, figures_dir)
     protects = overview.isolation_counts(samples_list, list(infos.values()))
     overview_table = _overview_matrix(area_rows, areas, views)
     overview_figure = plots.overview_figure(area_rows, areas, views, figures_dir) if area_rows else None
@@ -348,6 +349,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         "protects": protects,
         "hosts": hosts,
         "isolation_html": markupsafe.Markup(isolation_html),  # built escaped by reporting.isolation and .noisy
+        "drift_html": markupsafe.Markup(drift_html),  # built escaped by reporting.drift
         "headlines": [_headline(h) for h in headlines],
         "baseline": baseline,
         "claims": _claims_view(claims),
