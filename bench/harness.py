@@ -237,7 +237,7 @@ class Harness:
 
         def one_block() -> None:
             nonlocal block
-            runner.run_block(block, self.attempt)
+            runner.run_block(block, self.attempt, reps)
             block += 1
 
         try:

@@ -182,14 +182,14 @@ class Interleaved:
                     worst, worst_cv = f"{lane.name} {key}", cv
         return worst, worst_cv
 
-    def run_block(self, block: int, attempt: str) -> None:
+    def run_block(self, block: int, attempt: str, reps: int) -> None:
         running = [lane for lane in self.lanes if lane.running]
         order = block_order([lane.name for lane in running], self.h.config.seed, self.scenario, block)  # type: ignore[attr-defined]
         lanes = {lane.name: lane for lane in running}
         turns = []
         for position, name in enumerate(order, start=1):
             lane = lanes[name]
-            self._say(f"block {block}: {position}/{len(order)} {name}")
+            self._say(f"{name}: repetition {block}/{reps} (block {block}, position {position}/{len(order)})")
             try:
                 turns.append(self.turn(lane, block, position, attempt))
             except Exception as exc:  # one platform's failure ends its lane, not the others'

@@ -11,6 +11,7 @@ CLI find running containers and `cleanup` find the leftovers of a runtime that w
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
 import os
@@ -422,6 +423,9 @@ class Container:
     def stop(self) -> None:
         """Kill everything in the container and release its kernel objects (the layer stays)."""
         namespaces.close_namespaces(self._ns)
+        if self._cgroup_made:  # frozen tasks cannot die (interleaved runs freeze idle containers)
+            with contextlib.suppress(Exception):
+                self.cgroup.freeze(False)
         if self.pid is not None and self.returncode is None:
             self.kill(signal.SIGKILL)
             self.wait(timeout=10)

@@ -62,6 +62,11 @@ def test_bad_selection_is_one_line(tmp_path, args, message):
     assert not (tmp_path / "results").exists()
 
 
+# These in-process tests exercise the sequential order's per-cell behaviour (test_interleaving.py covers the
+# interleaved one).
+SEQUENTIAL_NATIVE_FLAKY = {"platforms": ("native",), "scenarios": ("flaky",), "order": "sequential"}
+
+
 def _flaky_scenario(fail_on_rep: int, missing_tool: str | None = None) -> types.ModuleType:
     """A scenario that measures for real and then, on one repetition, runs a command that fails."""
     module = types.ModuleType("scenarios.flaky")
@@ -96,7 +101,7 @@ def test_failing_tool_keeps_the_samples_already_written(image, tmp_path, flaky):
     flaky(_flaky_scenario(fail_on_rep=3))
     lines = []
     store = RunStore.create(tmp_path)
-    result = execute(RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=4), image, lines.append,
+    result = execute(RunConfig(**SEQUENTIAL_NATIVE_FLAKY, repetitions=4), image, lines.append,
                      resume=_fresh(store))
     assert result.exit_code == 1
     assert result.failed == ["native × flaky: sh exited 3 on native: disk on fire"]
@@ -108,7 +113,7 @@ def test_missing_tool_in_the_image_is_one_clear_error(image, tmp_path, flaky):
     flaky(_flaky_scenario(fail_on_rep=99, missing_tool="quantum-bench"))
     lines = []
     store = RunStore.create(tmp_path)
-    result = execute(RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=2), image, lines.append,
+    result = execute(RunConfig(**SEQUENTIAL_NATIVE_FLAKY, repetitions=2), image, lines.append,
                      resume=_fresh(store))
     assert result.failed and result.failed[0].startswith("native × flaky: quantum-bench: not found in the image")
     assert store.samples() == []
@@ -139,7 +144,7 @@ def _constant_or_noisy(values: list[float]) -> types.ModuleType:
 def test_repetitions_extend_while_cv_is_high(image, tmp_path, flaky, values, expected):
     flaky(_constant_or_noisy(values))
     store = _fresh(RunStore.create(tmp_path))
-    config = RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=3, max_repetitions=5)
+    config = RunConfig(**SEQUENTIAL_NATIVE_FLAKY, repetitions=3, max_repetitions=5)
     lines = []
     assert execute(config, image, lines.append, resume=store).exit_code == 0
     assert len(store.samples()) == expected
@@ -151,7 +156,7 @@ def test_repetitions_extend_while_cv_is_high(image, tmp_path, flaky, values, exp
 def test_resume_skips_finished_cells(image, tmp_path, flaky):
     flaky(_constant_or_noisy([1.0]))
     store = _fresh(RunStore.create(tmp_path))
-    config = RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=3)
+    config = RunConfig(**SEQUENTIAL_NATIVE_FLAKY, repetitions=3)
     store.write_run_info({"run_id": store.run_id, "config": config.to_dict(), "status": "interrupted"})
     assert execute(config, image, print, resume=store).exit_code == 0
     assert len(store.samples()) == 3
@@ -164,7 +169,7 @@ def test_resume_skips_finished_cells(image, tmp_path, flaky):
 def test_failure_in_an_extension_round_keeps_the_cell(image, tmp_path, flaky):
     flaky(_flaky_scenario(fail_on_rep=3))  # values 2, 3 differ (CV > 5%): round 3 is an extension
     store = _fresh(RunStore.create(tmp_path))
-    config = RunConfig(platforms=("native",), scenarios=("flaky",), repetitions=2, max_repetitions=4)
+    config = RunConfig(**SEQUENTIAL_NATIVE_FLAKY, repetitions=2, max_repetitions=4)
     result = execute(config, image, print, resume=store)
     assert result.exit_code == 0 and not result.failed
     outcome = store.outcomes()[-1]

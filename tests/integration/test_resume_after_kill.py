@@ -53,8 +53,8 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen, what: str) -> N
 def test_kill_9_during_the_container_cell_then_cleanup_and_resume(image, tmp_path):
     log = open(tmp_path / "run.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", "--platform", "native,container", "--scenario", "cpu",
-         "--repetitions", str(REPS), "--max-repetitions", str(REPS), "--no-report"],
+        [sys.executable, "-m", "bench", "run", "--order", "sequential", "--platform", "native,container",
+         "--scenario", "cpu", "--repetitions", str(REPS), "--max-repetitions", str(REPS), "--no-report"],
         cwd=ROOT, env=_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         results = tmp_path / "results"

@@ -261,3 +261,27 @@ def test_boots_beside_a_domain_holding_the_shared_kernel_as_root(platform, image
             assert instance.exec(["true"], timeout=60).ok
     finally:
         holder.destroy()
+
+
+def test_paused_domain_uses_no_cpu_and_resumes(vm):
+    """Interleaved runs pause idle VMs (virDomainSuspend): QEMU's CPU time must not advance meanwhile."""
+    from runtime.linux.process import tree_cpu_seconds
+
+    busy = vm.exec(["sh", "-c", "(while :; do :; done) >/dev/null 2>&1 & echo $!"], timeout=60)
+    assert busy.ok
+    pids = vm.host_pids()
+    try:
+        assert vm.quiesce() == "domain paused"
+        before = tree_cpu_seconds(pids)
+        time.sleep(2.0)
+        paused = tree_cpu_seconds(pids) - before
+        vm.wake()
+        before = tree_cpu_seconds(pids)
+        time.sleep(2.0)
+        running = tree_cpu_seconds(pids) - before
+    finally:
+        vm.wake()
+        vm.exec(["kill", busy.stdout.strip()], timeout=60)
+    assert paused < 0.05, f"a paused QEMU used {paused:.3f} s of CPU in 2 s"
+    assert running > 0.5, f"the resumed guest's busy loop used only {running:.3f} s of CPU in 2 s"
+    assert vm.exec(["true"], timeout=60).ok

@@ -92,6 +92,19 @@ def rmdir_retry(path: Path, timeout: float = 2.0) -> bool:
             time.sleep(0.005)
 
 
+def thaw(directory: Path | None) -> None:
+    """Thaw a frozen cgroup (v1 freezer.state or v2 cgroup.freeze), best effort: frozen tasks cannot die."""
+    if directory is None:
+        return
+    for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+        path = directory / name
+        if path.exists():
+            try:
+                path.write_text(value)
+            except OSError:
+                pass
+
+
 def kill_procs(procs_file: Path, timeout: float = 5.0) -> None:
     """SIGKILL every process listed in procs_file until it is empty."""
     deadline = time.monotonic() + timeout

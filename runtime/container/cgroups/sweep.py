@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.container.cgroups.base import kill_procs, read, rmdir_retry
+from runtime.container.cgroups.base import kill_procs, read, rmdir_retry, thaw
 from runtime.container.cgroups.detect import CGROUP_ROOT, _hierarchies, cgroup_version
 from runtime.errors import PlatformUnavailable
 from runtime.naming import CGROUP_PARENT
@@ -45,6 +45,7 @@ def sweep_cgroups(live: Callable[[str], bool]) -> list[str]:
                 continue
             if live(child.name):
                 continue
+            thaw(child)  # a run killed while an instance was frozen (interleaved) leaves it frozen
             kill_procs(child / "cgroup.procs")
             if rmdir_retry(child):
                 removed.append(str(child))

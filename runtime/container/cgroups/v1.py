@@ -21,6 +21,7 @@ from runtime.container.cgroups.base import (
     mkdir,
     read,
     rmdir_retry,
+    thaw,
     write,
 )
 from runtime.container.cgroups.devices import DEFAULT_RULES
@@ -197,6 +198,7 @@ class CgroupV1(Cgroup):
             time.sleep(0.002)
 
     def kill_all(self) -> None:
+        thaw(self.dirs.get("freezer"))  # a frozen task cannot die until it is thawed
         kill_procs(self._main() / "cgroup.procs")
 
     def remove(self) -> list[str]:

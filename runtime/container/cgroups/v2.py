@@ -23,6 +23,7 @@ from runtime.container.cgroups.base import (
     mkdir,
     read,
     rmdir_retry,
+    thaw,
     write,
 )
 from runtime.container.cgroups.devices import attach_device_filter
@@ -147,6 +148,7 @@ class CgroupV2(Cgroup):
             time.sleep(0.002)
 
     def kill_all(self) -> None:
+        thaw(self.dir)
         kill_file = self.dir / "cgroup.kill"
         if kill_file.exists():
             try:
