@@ -3,7 +3,7 @@
   python -m bench setup                      install packages, start libvirtd (idempotent)
   python -m bench image build [--rebuild]    build or reuse the shared root filesystem
   python -m bench image list | rm HASH|all
-  python -m bench run [--platform native,container,vm] [--scenario cpu] [--profile quick|full]
+  python -m bench run [--platform native,container,container-userns,vm] [--scenario cpu] [--profile quick|full]
                       [--repetitions N] [--max-repetitions M] [--cv-target 0.05]
                       [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
   python -m bench report [RUN_ID|PATH]       (default: the latest run)

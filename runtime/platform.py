@@ -196,6 +196,7 @@ class Platform(ABC):
 PLATFORMS: dict[str, str] = {
     "native": "runtime.native:NativePlatform",
     "container": "runtime.container.platform:ContainerPlatform",
+    "container-userns": "runtime.container.platform:ContainerUsernsPlatform",
     "vm": "runtime.vm.platform:VmPlatform",
 }
 

@@ -93,6 +93,8 @@ class InstanceSpec:
     # directory (container), a raw disk image (vm), a host directory (native).
     volume: bool = False
     seccomp: str = "default"  # one of SECCOMP_PROFILES (platforms without a syscall filter ignore it)
+    # The container's root is an unprivileged host uid (runtime.container.userns); other platforms ignore it.
+    userns: bool = False
 
     def __post_init__(self) -> None:
         if self.network not in NETWORK_MODES:
@@ -113,7 +115,7 @@ class InstanceSpec:
 
     def limits(self) -> dict[str, object]:
         """The limits that are set, by name (for 'limits ignored' reports and metadata)."""
-        skip = {"network", "hostname", "env", "volume", "seccomp"}
+        skip = {"network", "hostname", "env", "volume", "seccomp", "userns"}
         return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
 
     def to_dict(self) -> dict[str, object]:

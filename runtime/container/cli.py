@@ -46,7 +46,7 @@ def _spec(args: argparse.Namespace) -> InstanceSpec:
         pids_max=number(args.pids_max, "--pids-max"), network=args.net,
         bandwidth=None if args.bandwidth is None else parse_rate(args.bandwidth, "--bandwidth"),
         hostname=args.hostname, env=dict(e.split("=", 1) for e in args.env), volume=args.volume,
-        seccomp=args.seccomp,
+        seccomp=args.seccomp, userns=getattr(args, "userns", False),
     )
 
 
@@ -55,8 +55,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.command:
         raise IsolabError("run: no command given (use: run [options] -- CMD ...)")
-    if args.userns:
-        raise IsolabError("run --userns: user namespaces are not implemented in this runtime yet")
     spec = _spec(args)
     layers = _store().resolve(args.image)
     container = Container(spec, layers, args.command, init=not args.no_init, image_name=args.image,
@@ -216,7 +214,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--durable", action="store_true", help="with --rm: keep fsync semantics on the layer")
     run.add_argument("--no-init", action="store_true", help="run the command itself as pid 1")
     run.add_argument("--cidfile", help="write the container id to this file")
-    run.add_argument("--userns", action="store_true", help="(not implemented yet: fails with a clear error)")
+    run.add_argument("--userns", action="store_true", help="root in the container is an unprivileged host uid "
+                     "(uids/gids 0-65535 -> 100000-165535; idmapped image layers)")
     run.add_argument("command", nargs=argparse.REMAINDER)
     run.set_defaults(func=cmd_run)
     ps = sub.add_parser("ps", help="list containers")

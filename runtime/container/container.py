@@ -26,11 +26,12 @@ from types import TracebackType
 from typing import Any
 
 from runtime import state
-from runtime.container import hardening, namespaces, rootfs, seccomp
+from runtime.container import hardening, namespaces, rootfs, seccomp, userns
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
 from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError
+from runtime.linux import idmap
 from runtime.linux import syscalls as sc
 from runtime.linux.process import forking, run_captured
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, new_instance_id, scratch_dir, state_dir
@@ -96,6 +97,9 @@ class Container:
         self.upper = self.layer_dir / "upper"
         self.work = self.layer_dir / "work"
         self.volume = self.layer_dir / "volume" if spec.volume else None  # bind-mounted at VOLUME_DIR
+        # user namespace: the ids its root maps to, and the first process's working directory
+        self.mapping: idmap.IdMapping | None = userns.SUITE_MAPPING if spec.userns else None
+        self.userns_dir = self.state_dir / userns.WORKDIR
         self.env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "HOSTNAME": spec.hostname,
                     **spec.env, **(env or {})}
         self.cgroup: Cgroup = make_cgroup(self.instance_id, spec)
@@ -132,6 +136,8 @@ class Container:
             self.work.mkdir()
             if self.volume is not None:
                 self.volume.mkdir()
+            if self.mapping is not None:
+                userns.prepare_dirs(self.userns_dir, self.upper, self.volume, self.mapping)
             self.status = "created"
             self.save_state()
             self.network.prepare()
@@ -168,7 +174,11 @@ class Container:
             if self.network.needs_wiring:
                 pipes["sync_r"], pipes["sync_w"] = os.pipe()
             forked = time.perf_counter()
-            self.pid = namespaces.fork_pid1(lambda: self._child(pipes))
+            if self.mapping is None:
+                self.pid = namespaces.fork_pid1(lambda: self._child(pipes))
+            else:
+                self.pid = namespaces.fork_pid1_userns(lambda: self._child(pipes), self._mount_userns_root,
+                                                       self.userns_dir)
             for end in ("ready_w", "sync_w", "go_r"):
                 if end in pipes:
                     os.close(pipes.pop(end))
@@ -182,7 +192,7 @@ class Container:
             self._record_phases(forked, marks, parent_laps, time.perf_counter())
             self.start_marks = {"forked": forked, **marks}
             if self.use_init and self.argv is None:
-                self._ns = namespaces.open_namespaces(self.pid)
+                self._ns = namespaces.open_namespaces(self.pid, user=self.mapping is not None)
         except BaseException:
             self.destroy()
             raise
@@ -253,6 +263,12 @@ class Container:
         phases["network"] = parent["network"]
         phases["exec"] = ready - marks["go"]
 
+    def _mount_userns_root(self, pid: int) -> None:
+        """In the user namespace helper (host root): maps, idmapped layers, overlay and volume."""
+        assert self.mapping is not None
+        userns.mount_root(pid, self.userns_dir, self.layers, self.upper, self.work, self.volatile,
+                          self.volume, self.mapping)
+
     # ---- inside the child (pid 1 of the new pid namespace) ----------------------------------------
     def _child(self, pipes: dict[str, int]) -> None:
         ready_w = pipes["ready_w"]
@@ -264,6 +280,9 @@ class Container:
             self._child_fds(pipes)
             step = "join a fresh session keyring"
             sc.join_session_keyring()
+            if self.mapping is not None:
+                step = "become root of the user namespace"
+                idmap.become_root()
             step = "unshare(mnt|uts|ipc|net)"
             flags = namespaces.CHILD_FLAGS & (~sc.CLONE_NEWNET if self.network.mode == "host" else -1)
             sc.unshare(flags)
@@ -276,7 +295,10 @@ class Container:
             if "sync_w" in pipes:
                 os.write(pipes["sync_w"], b"n")
             step = "prepare root"
-            rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile, self.volume)
+            if self.mapping is None:
+                rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile, self.volume)
+            else:  # the overlay is mounted; "root" is reached from the working directory
+                rootfs.finish_root("root", userns=True, own_netns=self.network.wants_netns)
             if self.quiet:
                 step = "stdio on the container's /dev/null"
                 _stdio_to_null()
@@ -380,7 +402,7 @@ class Container:
         if self.pid is None or self.returncode is not None or self.status != "running":
             raise InstanceError(f"container {self.instance_id}: not running")
         if not self._ns:
-            self._ns = namespaces.open_namespaces(self.pid)
+            self._ns = namespaces.open_namespaces(self.pid, user=self.mapping is not None)
         environment = {**self.env, **(env or {})}
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
@@ -453,6 +475,7 @@ class Container:
                                   "argv": self.argv,
                                   "image": self.image_name, "layers": [str(p) for p in self.layers],
                                   "hostname": self.spec.hostname, "created": time.time(),
+                                  "userns": None if self.mapping is None else userns.describe(self.mapping),
                                   "spec": self.spec.to_dict()}
         if self.pid is not None and self._pid_start is None and self._owned:
             self._pid_start = state.start_time(self.pid)

@@ -3,17 +3,21 @@
 Each instance is a container running the tiny init (a sleeping pid 1); the harness `exec`s commands
 into it through setns. Options: `image_name` (a committed image, default `base` = the shared rootfs)
 and `layers` (explicit extra read-only layer directories stacked on top of it, base first).
+
+`container-userns` is the same platform with a user namespace forced on for every instance
+(`InstanceSpec.userns`; runtime.container.userns): the container's root is an unprivileged host uid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform as host_platform
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.container import init as pid1
-from runtime.container import seccomp
+from runtime.container import seccomp, userns
 from runtime.container.cgroups import cgroup_version
 from runtime.container.container import Container
 from runtime.container.hardening import DEFAULT_CAP_NAMES
@@ -30,6 +34,8 @@ class ContainerInstance(Instance):
 
     def __init__(self, container: Container) -> None:
         self.container = container
+        if container.mapping is not None:
+            self.platform = ContainerUsernsPlatform.name
         self.instance_id = container.instance_id
         self.spec = container.spec
         self.start_phases = container.start_phases
@@ -40,7 +46,9 @@ class ContainerInstance(Instance):
 
     def put_file(self, local: Path, remote: str) -> None:
         """Resolved inside the container's root (openat2 RESOLVE_IN_ROOT): its symlinks cannot reach the host."""
-        transfer.put_file(self.container.root_path(), Path(local), remote, f"container {self.instance_id}")
+        mapping = self.container.mapping
+        transfer.put_file(self.container.root_path(), Path(local), remote, f"container {self.instance_id}",
+                          owner=None if mapping is None else (mapping.first, mapping.first))
 
     def host_pids(self) -> list[int]:
         """The container's init (pid 1 inside); its descendants are the rest of the container."""
@@ -67,6 +75,8 @@ class ContainerInstance(Instance):
     def metadata(self) -> dict[str, object]:
         meta: dict[str, object] = {"cgroup_version": cgroup_version(), "image": self.container.image_name,
                                    "seccomp": self.container.seccomp_description()}
+        if self.container.mapping is not None:
+            meta["userns"] = userns.describe(self.container.mapping)
         if self.container.ignored:
             meta["limits_ignored"] = sorted(self.container.ignored)
         return meta
@@ -84,6 +94,8 @@ class ContainerInstance(Instance):
 
 class ContainerPlatform(Platform):
     name = "container"
+    #: Every instance gets a user namespace (the container-userns variant), whatever its spec says.
+    userns = False
 
     @property  # type: ignore[override]
     def network_modes(self) -> tuple[str, ...]:
@@ -117,6 +129,8 @@ class ContainerPlatform(Platform):
         pid1.build()  # the container init is built (or can be)
 
     def create(self, spec: InstanceSpec) -> ContainerInstance:
+        if self.userns and not spec.userns:
+            spec = dataclasses.replace(spec, userns=True)
         layers = self.layer_store().resolve(self.image_name) + self.extra_layers
         container = Container(spec, layers, None, image_name=self.image_name)
         container.create()
@@ -135,4 +149,23 @@ class ContainerPlatform(Platform):
                 "seccomp": seccomp.describe("default", DEFAULT_CAP_NAMES)}
 
 
-__all__ = ["ContainerInstance", "ContainerPlatform", "Instance"]
+
+
+class ContainerUsernsPlatform(ContainerPlatform):
+    """The container platform with a user namespace for every instance (root inside is host uid 100000)."""
+
+    name = "container-userns"
+    userns = True
+
+    def describe(self) -> PlatformInfo:
+        return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container + userns",
+                            colour="#8172b2",
+                            mechanism=f"namespaces + user namespace + cgroup v{cgroup_version()}",
+                            emulated=False, baseline=False)
+
+    def environment(self) -> dict[str, object]:
+        return {**super().environment(), "namespaces": "user pid mnt uts ipc net",
+                "userns": userns.describe(), "layers": "idmapped mounts (mount_setattr MOUNT_ATTR_IDMAP)"}
+
+
+__all__ = ["ContainerInstance", "ContainerPlatform", "ContainerUsernsPlatform", "Instance"]

@@ -2,6 +2,13 @@
 an optional data volume (a host directory bind-mounted at /mnt, past the overlay), then pivot_root with
 the old root detached. Runs in the container's own mount namespace, so every
 mount disappears with the container; nothing is mounted in the host's namespace.
+
+With a user namespace the work is split (runtime.container.userns): host root mounts the overlay (on
+idmapped lower layers) and the volume in a private mount namespace, and the container's first process,
+already root of its user namespace, finishes the tree with `finish_root(..., userns=True)`: a bind of
+the root onto itself (pivot_root refuses the mounts it inherited, which are locked), host device nodes
+bound in (mknod of a device needs host CAP_MKNOD), and /sys bound from the host when it shares the
+host's network namespace (sysfs is mounted only by an owner of the netns).
 """
 
 from __future__ import annotations
@@ -35,11 +42,16 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path,
     sc.mount("overlay", target, "overlay", 0, overlay_options(lowers, upper, work, volatile))
 
 
-def mount_dev(root: str) -> None:
-    """A tmpfs /dev with the minimal device nodes, its own devpts instance and /dev/shm."""
+def mount_dev(root: str, bind_nodes: bool = False) -> None:
+    """A tmpfs /dev with the minimal device nodes, its own devpts instance and /dev/shm. `bind_nodes`
+    binds the host's nodes onto empty files instead of mknod (in a user namespace, like runc)."""
     dev = f"{root}/dev"
     sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
     for name, major, minor in DEVICES:
+        if bind_nodes:
+            os.close(os.open(f"{dev}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            sc.mount(f"/dev/{name}", f"{dev}/{name}", None, sc.MS_BIND)
+            continue
         os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
         os.chmod(f"{dev}/{name}", 0o666)
     os.mkdir(f"{dev}/pts", 0o755)
@@ -68,13 +80,31 @@ def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path, vo
                  volume: Path | None = None) -> None:
     """In a fresh mount namespace: build the container's tree at `root` and pivot into it."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    mount_layers(lowers, upper, work, root, volatile, volume)
+    finish_root(str(root))
+
+
+def mount_layers(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False,
+                 volume: Path | None = None) -> None:
+    """The overlay at `root`, and the data volume in it (the part host root does with a user namespace)."""
     mount_overlay(lowers, upper, work, root, volatile)
-    r = str(root)
     if volume is not None:
-        mount_volume(volume, r)
+        mount_volume(volume, str(root))
+
+
+def finish_root(r: str, userns: bool = False, own_netns: bool = True) -> None:
+    """/proc, /sys, /dev and the masks on the overlay at `r`, then pivot into it."""
+    if userns:
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        sc.mount(r, r, None, sc.MS_BIND | sc.MS_REC)  # an unlocked mount of our own to pivot into
     sc.mount("proc", f"{r}/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-    sc.mount("sysfs", f"{r}/sys", "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
-    mount_dev(r)
+    ro = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY
+    if userns and not own_netns:  # the host's netns: its sysfs, read-only
+        sc.mount("/sys", f"{r}/sys", None, sc.MS_BIND | sc.MS_REC)
+        sc.mount(None, f"{r}/sys", None, sc.MS_REMOUNT | sc.MS_BIND | ro)
+    else:
+        sc.mount("sysfs", f"{r}/sys", "sysfs", ro)
+    mount_dev(r, bind_nodes=userns)
     mask_proc(r)
     pivot_into(r)
 

@@ -82,8 +82,9 @@ def _open_for_write(parent_fd: int, name: str, mode: int, what: str) -> int:
         os.close(path_fd)
 
 
-def put_file(root: Path, local: Path, remote: str, where: str) -> None:
-    """Copy host file `local` to `remote` inside the tree rooted at `root` (created or truncated)."""
+def put_file(root: Path, local: Path, remote: str, where: str, owner: tuple[int, int] | None = None) -> None:
+    """Copy host file `local` to `remote` inside the tree rooted at `root` (created or truncated), owned by
+    host (uid, gid) `owner` if given (a user namespace's root), else by the caller."""
     parent, name = _split(remote, where)
     mode = os.stat(local).st_mode & 0o777
     root_fd = _open_root(root, where)
@@ -97,6 +98,8 @@ def put_file(root: Path, local: Path, remote: str, where: str) -> None:
             fd = _open_for_write(parent_fd, name, mode, f"{where}: put_file {remote}")
         finally:
             os.close(parent_fd)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
     finally:

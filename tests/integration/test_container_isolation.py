@@ -12,15 +12,16 @@ from runtime.container.hardening import DEFAULT_CAP_MASK
 from runtime.spec import InstanceSpec
 
 
-@pytest.fixture
-def box(image, require_root):
-    with Container(InstanceSpec(hostname="islbox"), [image.rootfs]) as container:
+@pytest.fixture(params=[False, True], ids=["plain", "userns"])
+def box(request, image, require_root):
+    with Container(InstanceSpec(hostname="islbox", userns=request.param), [image.rootfs]) as container:
         container.start()
         yield container
 
 
-def test_workload_is_pid1_with_own_hostname(image, require_root):
-    with Container(InstanceSpec(hostname="islpid"), [image.rootfs],
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_workload_is_pid1_with_own_hostname(image, require_root, userns):
+    with Container(InstanceSpec(hostname="islpid", userns=userns), [image.rootfs],
                    ["/bin/sh", "-c", "test $$ -eq 1 && test $(hostname) = islpid"], init=False) as c:
         c.start()
         assert c.wait(timeout=30) == 0

@@ -13,8 +13,9 @@ from runtime.network.peer import PeerNamespace
 from runtime.spec import InstanceSpec
 
 
-def test_memory_limit_oom_kills_hog_not_host(image, require_root):
-    spec = InstanceSpec(memory=64 * 2**20)
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_memory_limit_oom_kills_hog_not_host(image, require_root, userns):
+    spec = InstanceSpec(memory=64 * 2**20, userns=userns)
     with Container(spec, [image.rootfs]) as c:
         c.start()
         hog = c.exec(["python3", "-c", "b = bytearray(256 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
@@ -42,8 +43,9 @@ def test_cpu_quota_half_core(image, require_root):
         assert (c.stats().cpu_nr_throttled or 0) > 0
 
 
-def test_pids_max_stops_fork_bomb(image, require_root):
-    with Container(InstanceSpec(pids_max=32), [image.rootfs]) as c:
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_pids_max_stops_fork_bomb(image, require_root, userns):
+    with Container(InstanceSpec(pids_max=32, userns=userns), [image.rootfs]) as c:
         c.start()
         bomb = c.exec(["sh", "-c", "i=0; while [ $i -lt 200 ]; do sleep 30 >/dev/null 2>&1 & i=$((i+1)); "
                                    "done 2>/dev/null; ls -d /proc/[0-9]* | wc -l"], timeout=60)

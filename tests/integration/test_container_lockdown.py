@@ -84,8 +84,8 @@ def probe_script() -> str:
     return "\n".join(lines)
 
 
-def run_probes(image, profile: str) -> dict[str, str]:
-    with Container(InstanceSpec(seccomp=profile), [image.rootfs]) as box:
+def run_probes(image, profile: str, userns: bool = False) -> dict[str, str]:
+    with Container(InstanceSpec(seccomp=profile, userns=userns), [image.rootfs]) as box:
         box.start()
         result = box.exec(["perl", "-e", probe_script()], timeout=60)
     assert result.ok, result.stderr
@@ -94,9 +94,9 @@ def run_probes(image, profile: str) -> dict[str, str]:
     return found
 
 
-@pytest.fixture
-def box(image, require_root):
-    with Container(InstanceSpec(hostname="isllock"), [image.rootfs]) as container:
+@pytest.fixture(params=[False, True], ids=["plain", "userns"])
+def box(request, image, require_root):
+    with Container(InstanceSpec(hostname="isllock", userns=request.param), [image.rootfs]) as container:
         container.start()
         yield container
 
@@ -126,6 +126,12 @@ def test_docker_blocked_syscalls_return_eperm(image, require_root):
     assert eperm not in let_through.values(), (
         f"these probes no longer show the kernel allowing the call without the filter: {let_through}")
     print("unconfined results (errno or ok):", unconfined)
+
+
+def test_docker_blocked_syscalls_return_eperm_in_a_user_namespace(image, require_root):
+    confined = run_probes(image, "default", userns=True)
+    blocked = {name: got for name, got in confined.items() if got != str(errno.EPERM)}
+    assert not blocked, f"not EPERM under Docker's default profile with a user namespace: {blocked}"
 
 
 def test_seccomp_recorded_in_metadata_and_switchable(image, require_root):
@@ -175,8 +181,9 @@ true
 """
 
 
-def test_workload_cannot_lift_its_own_limits(image, require_root):
-    spec = InstanceSpec(memory=64 * 1024**2, pids_max=64, cpus=0.5)
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_workload_cannot_lift_its_own_limits(image, require_root, userns):
+    spec = InstanceSpec(memory=64 * 1024**2, pids_max=64, cpus=0.5, userns=userns)
     with Container(spec, [image.rootfs]) as box:
         box.start()
         before = _host_limits(box.pid)

@@ -135,9 +135,10 @@ def layer_with_disk_node(tmp_path, root_disk) -> Path:
     return layer
 
 
-@pytest.fixture
-def box(image, require_root, layer_with_disk_node):
-    with Container(InstanceSpec(volume=True), [image.rootfs, layer_with_disk_node]) as container:
+@pytest.fixture(params=[False, True], ids=["plain", "userns"])
+def box(request, image, require_root, layer_with_disk_node):
+    with Container(InstanceSpec(volume=True, userns=request.param),
+                   [image.rootfs, layer_with_disk_node]) as container:
         container.start()
         yield container
 

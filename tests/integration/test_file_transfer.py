@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.container.platform import ContainerPlatform
+from runtime.container.platform import ContainerPlatform, ContainerUsernsPlatform
 from runtime.errors import InstanceError
 from runtime.native import NativePlatform
 from runtime.spec import InstanceSpec
@@ -23,9 +23,10 @@ from runtime.spec import InstanceSpec
 SECRET = "host secret: must never leave the host\n"
 
 
-@pytest.fixture(params=["container", "native"])
+@pytest.fixture(params=["container", "container-userns", "native"])
 def instance(request, image, require_root):
-    platform = ContainerPlatform(image) if request.param == "container" else NativePlatform(image)
+    platform = (ContainerPlatform(image) if request.param == "container" else
+                ContainerUsernsPlatform(image) if request.param == "container-userns" else NativePlatform(image))
     with platform.create(InstanceSpec()) as inst:
         yield inst
 
@@ -108,7 +109,7 @@ def test_symlinked_parent_directory_stays_in_the_root(instance, marker, local, t
     with pytest.raises(InstanceError, match=r"No such file|Too many levels|Permission denied"):
         instance.get_file(f"/tmp/magic{path}", tmp_path / "out")
     assert not (tmp_path / "planted.txt").exists()
-    if instance.platform == "container":  # the writable layer takes it: it lands in the container's /etc
+    if instance.platform.startswith("container"):  # the writable layer takes it: it lands in the container's /etc
         instance.put_file(local, f"/tmp/etc/{path.name}")
         assert instance.exec(["cat", str(path)]).stdout == "payload\n"
     else:  # the native root is read-only outside /tmp
@@ -118,12 +119,14 @@ def test_symlinked_parent_directory_stays_in_the_root(instance, marker, local, t
 
 
 def test_special_files_are_refused(instance, local, tmp_path):
-    _sh(instance, "mkfifo /tmp/fifo && mknod /tmp/null c 1 3")
-    for remote, kind in (("/tmp/fifo", "a FIFO"), ("/tmp/null", "a character device"),
+    # (in a user namespace mknod of a device needs host CAP_MKNOD: /dev/zero, a bound host node, is the device)
+    node = "/dev/zero" if instance.spec.userns else "/tmp/null"
+    _sh(instance, "mkfifo /tmp/fifo" + ("" if instance.spec.userns else " && mknod /tmp/null c 1 3"))
+    for remote, kind in (("/tmp/fifo", "a FIFO"), (node, "a character device"),
                          ("/dev/zero", "a character device"), ("/tmp", "a directory")):
         with pytest.raises(InstanceError, match=f"refused: it is {kind}"):
             instance.get_file(remote, tmp_path / "out")
-    for remote, kind in (("/tmp/fifo", "a FIFO"), ("/tmp/null", "a character device")):
+    for remote, kind in (("/tmp/fifo", "a FIFO"), (node, "a character device")):
         with pytest.raises(InstanceError, match=f"refused: it is {kind}"):
             instance.put_file(local, remote)
 

@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from runtime import state
-from runtime.container.platform import ContainerPlatform
+from runtime.container.platform import ContainerPlatform, ContainerUsernsPlatform
 from runtime.naming import STATE_ROOT
 from runtime.native import NativePlatform
 from scenarios import isolation_visibility as visibility
@@ -24,6 +26,7 @@ HOST_DEPENDENT = {"kcore_readable", "sysrq_trigger_writable", "block_device", "m
 
 NATIVE_NOT_APPLICABLE = {"memory_total", "cpu_total"}  # native enforces no limits
 CONTAINER_EXPOSED = {"same_kernel", "root_is_host_root", "memory_total", "cpu_total"}
+USERNS_EXPOSED = CONTAINER_EXPOSED - {"root_is_host_root"}  # root inside is host uid 100000
 
 
 def audit(platform, image) -> dict[str, dict]:
@@ -57,10 +60,12 @@ def test_native_sees_everything_of_the_host(image, require_root):
     assert no_markers_left()
 
 
-def test_container_sees_only_the_kernel(image, require_root):
-    evidence = audit(ContainerPlatform, image)
+@pytest.mark.parametrize("platform", [ContainerPlatform, ContainerUsernsPlatform], ids=["plain", "userns"])
+def test_container_sees_only_the_kernel(image, require_root, platform):
+    evidence = audit(platform, image)
+    exposed = USERNS_EXPOSED if platform.userns else CONTAINER_EXPOSED
     for question, e in evidence.items():
-        if question in CONTAINER_EXPOSED:
+        if question in exposed:
             expected = {"exposed"}
         elif question in HOST_DEPENDENT:
             expected = {"isolated", "n/a"}

@@ -50,8 +50,9 @@ def test_native_without_volume_has_none(image):
         assert not instance.exec(["touch", f"{VOLUME_DIR}/probe"]).ok  # /mnt of the read-only image
 
 
-def test_container_volume(image, require_root):
-    with ContainerPlatform(image).create(InstanceSpec(volume=True)) as instance:
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_container_volume(image, require_root, userns):
+    with ContainerPlatform(image).create(InstanceSpec(volume=True, userns=userns)) as instance:
         container = instance.container
         volume = container.volume
         assert volume == SCRATCH_ROOT / instance.instance_id / "volume" and volume.is_dir()

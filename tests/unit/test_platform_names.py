@@ -12,7 +12,7 @@ from pathlib import Path
 from runtime.platform import PLATFORMS, load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ("native", "container", "vm", "lxc", "docker", "gvisor", "crun", "runc")
+NAMES = ("native", "container", "container-userns", "vm", "lxc", "docker", "gvisor", "crun", "runc")
 EXEMPT = ("overhead.py", "hostsetup.py", "envinfo.py")
 LITERAL = re.compile(r"""(?<![\w])(['"])(""" + "|".join(NAMES) + r""")\1(?![\w])""")
 

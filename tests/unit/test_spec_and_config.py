@@ -39,7 +39,7 @@ def test_limits_lists_only_what_is_set():
 
 def test_selection_defaults_and_errors():
     config = parse_selection(None, None, "quick", None)
-    assert config.platforms == ("native", "container", "vm")
+    assert config.platforms == ("native", "container", "container-userns", "vm")
     assert config.reps == 3
     assert ("native", "cpu") in config.cells()
     with pytest.raises(SpecError, match="unknown platform docker"):

@@ -1,0 +1,126 @@
+"""Real (root) checks of the container's user namespace (InstanceSpec(userns=True), issue 10 section 4):
+root inside is an unprivileged host uid, files it makes belong to that uid on the host, the image (idmapped
+layers) appears root-owned inside and stays untouched on the host, and nothing is left behind.
+
+Other container tests run with userns too (parametrised "userns"): test_container_isolation.py (every test),
+test_container_lockdown.py (the `box` tests, the limit-lifting attack, Docker's blocked syscalls),
+test_device_policy.py (every container test), test_container_limits.py (memory OOM, fork bomb),
+test_file_transfer.py and test_volumes.py (the container volume).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.container.container import Container
+from runtime.container.layers import LayerStore
+from runtime.container.platform import ContainerUsernsPlatform
+from runtime.container.userns import SUITE_MAPPING
+from runtime.naming import SCRATCH_ROOT, STATE_ROOT
+from runtime.spec import InstanceSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_ROOT = SUITE_MAPPING.first
+
+
+def _status_ids(pid: int) -> tuple[list[int], list[int]]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    uid = next(line for line in lines if line.startswith("Uid:")).split()[1:]
+    gid = next(line for line in lines if line.startswith("Gid:")).split()[1:]
+    return [int(x) for x in uid], [int(x) for x in gid]
+
+
+@pytest.fixture
+def box(image, require_root):
+    with Container(InstanceSpec(userns=True, hostname="islusr"), [image.rootfs]) as container:
+        container.start()
+        yield container
+
+
+def test_root_inside_is_the_mapped_uid_on_the_host(box):
+    assert _status_ids(box.pid) == ([HOST_ROOT] * 4, [HOST_ROOT] * 4)  # pid 1, seen from the host
+    assert box.exec(["id", "-u"]).stdout.strip() == "0"
+    assert box.exec(["cat", "/proc/self/uid_map"]).stdout.split() == ["0", str(HOST_ROOT), "65536"]
+    # an exec'd process (Popen's pid is its host pid), once it runs the command
+    proc = box.popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _status_ids(proc.pid) == ([HOST_ROOT] * 4, [HOST_ROOT] * 4)
+        assert Path(f"/proc/{proc.pid}/uid_map").read_text().split() == ["0", str(HOST_ROOT), "65536"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_files_made_inside_belong_to_the_mapped_uid_on_the_host(box):
+    script = ("echo data > /root/made && mkdir /srv/dir && chown 1000:1000 /srv/dir && "
+              "cp /bin/true /tmp/suid && chmod 4755 /tmp/suid && echo x >> /etc/hostname")
+    result = box.exec(["sh", "-c", script])
+    assert result.ok, result.stderr
+    made = (box.upper / "root" / "made").stat()
+    assert (made.st_uid, made.st_gid) == (HOST_ROOT, HOST_ROOT)
+    directory = (box.upper / "srv" / "dir").stat()
+    assert (directory.st_uid, directory.st_gid) == (HOST_ROOT + 1000, HOST_ROOT + 1000)
+    suid = (box.upper / "tmp" / "suid").stat()  # a setuid-"root" file is setuid to an unprivileged uid
+    assert suid.st_uid == HOST_ROOT and suid.st_mode & 0o4000
+    copied_up = (box.upper / "etc" / "hostname").stat()  # copy-up of an image file keeps the mapped owner
+    assert copied_up.st_uid == HOST_ROOT
+    top = box.upper.stat()  # the container's / is the mapped root's
+    assert top.st_uid == HOST_ROOT
+
+
+def test_image_files_appear_root_owned_inside_and_stay_untouched(box, image):
+    listing = box.exec(["stat", "-c", "%u:%g %n", "/", "/etc/passwd", "/usr/bin/perl", "/root"]).stdout
+    assert [line.split()[0] for line in listing.splitlines()] == ["0:0"] * 4, listing
+    assert "nobody" not in box.exec(["ls", "-l", "/etc"]).stdout
+    host = (image.rootfs / "etc" / "passwd").stat()
+    assert (host.st_uid, host.st_gid) == (0, 0)  # idmapped, not chowned
+    # root inside may not write what an unmapped host user owns (it only appears as nobody)
+    assert box.exec(["sh", "-c", "stat -c %u /dev/null"]).stdout.strip() == "65534"
+
+
+def test_mapping_recorded_in_state_and_metadata(image, require_root):
+    platform = ContainerUsernsPlatform(image)
+    info = platform.describe()
+    assert info.name == "container-userns" and "user namespace" in info.mechanism
+    with platform.create(InstanceSpec()) as instance:  # forced on whatever the spec says
+        assert instance.spec.userns and instance.platform == "container-userns"
+        assert instance.metadata()["userns"] == "uid/gid 0-65535 -> 100000-165535"
+        record = (STATE_ROOT / instance.instance_id / "state.json").read_text()
+        assert '"userns": "uid/gid 0-65535 -> 100000-165535"' in record
+        assert (STATE_ROOT / instance.instance_id).stat().st_mode & 0o777 == 0o700  # still root-only
+        assert (SCRATCH_ROOT / instance.instance_id).stat().st_mode & 0o777 == 0o700
+        instance_id = instance.instance_id
+    assert not (STATE_ROOT / instance_id).exists() and not (SCRATCH_ROOT / instance_id).exists()
+    assert instance_id not in Path("/proc/self/mounts").read_text()
+
+
+def test_committed_layer_with_a_deletion_works_under_idmapped_layers(image, require_root, tmp_path):
+    store = LayerStore(image.rootfs, root=tmp_path / "layers")
+    with Container(InstanceSpec(), [image.rootfs]) as first:
+        first.start()
+        assert first.exec(["sh", "-c", "rm -r /etc/apt && mkdir /opt/layer && echo v1 > /opt/layer/f"]).ok
+        first.stop()
+        store.commit(first.upper, "base", "isl-userns-test")
+    with Container(InstanceSpec(userns=True), store.resolve("isl-userns-test")) as second:
+        second.start()
+        out = second.exec(["sh", "-c", "test -e /etc/apt && echo present; stat -c %u /opt/layer/f; "
+                                       "cat /opt/layer/f"]).stdout.split()
+        assert out == ["0", "v1"], out  # the whiteout holds; the committed file is root's inside
+
+
+def test_cli_run_userns(image, require_root):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "runtime", "run", "--rm", "--userns", "--",
+                           "sh", "-c", "cat /proc/self/uid_map; id -u; exit 3"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.split() == ["0", str(HOST_ROOT), "65536", "0"]
