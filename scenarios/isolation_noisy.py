@@ -46,7 +46,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,21 +442,28 @@ def _prepare_victim(victim: Instance, p: Plan) -> None:
 
 
 def _create_pair(platform: Platform, victim: InstanceSpec, aggressor: InstanceSpec) -> tuple[Instance, Instance]:
-    """Create both instances at once (a VM boot is mostly waiting); on any failure destroy what started."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="isolab-noisy-create") as pool:
-        futures = [pool.submit(platform.create, spec) for spec in (victim, aggressor)]
-        made: list[Instance] = []
-        errors: list[BaseException] = []
+    """Create both instances at once (a VM boot is mostly waiting). On any failure, Ctrl-C included, wait for
+    the other creation to end (each platform bounds its own start) and destroy whatever did start."""
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="isolab-noisy-create")
+    futures = [pool.submit(platform.create, spec) for spec in (victim, aggressor)]
+
+    def destroy_started() -> None:
         for future in futures:
-            try:
-                made.append(future.result())
-            except BaseException as exc:  # collect, destroy the other, then raise the first
-                errors.append(exc)
-    if errors:
-        for instance in made:
-            instance.destroy()
-        raise errors[0]
-    return made[0], made[1]
+            if future.exception() is None:
+                future.result().destroy()
+
+    try:
+        wait(futures)
+    except BaseException:
+        pool.shutdown(wait=True)
+        destroy_started()
+        raise
+    pool.shutdown(wait=True)
+    failed = [exc for exc in (f.exception() for f in futures) if exc is not None]
+    if failed:
+        destroy_started()
+        raise failed[0]
+    return futures[0].result(), futures[1].result()
 
 
 def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | None, raw: RawSink,

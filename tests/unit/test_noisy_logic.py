@@ -140,6 +140,36 @@ def test_every_stressor_is_bounded_in_time():
             assert f"timeout -s KILL {int(p.watchdog_s) + 5}" in command
 
 
+class _FakeInstance:
+    def __init__(self, spec):
+        self.spec, self.destroyed = spec, False
+
+    def destroy(self):
+        self.destroyed = True
+
+
+class _FakePlatform:
+    """create() fails for the spec with pids_max 13; remembers every instance it made."""
+
+    def __init__(self):
+        self.made = []
+
+    def create(self, spec):
+        if spec.pids_max == 13:
+            raise RuntimeError("no room for the aggressor")
+        self.made.append(_FakeInstance(spec))
+        return self.made[-1]
+
+
+def test_a_failed_creation_destroys_the_other_instance():
+    platform = _FakePlatform()
+    with pytest.raises(RuntimeError, match="no room"):
+        noisy._create_pair(platform, InstanceSpec(), InstanceSpec(pids_max=13))
+    assert len(platform.made) == 1 and platform.made[0].destroyed
+    victim, aggressor = noisy._create_pair(platform, InstanceSpec(), InstanceSpec(pids_max=5))
+    assert aggressor.spec.pids_max == 5 and not victim.destroyed and not aggressor.destroyed
+
+
 # -- report --------------------------------------------------------------------------------------------
 
 def _info(name, kind, emulated=False):
