@@ -157,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
     image.set_defaults(func=cmd_image)
 
     run = sub.add_parser("run", help="measure platform × scenario cells and write the report")
-    run.add_argument("--platform", help="comma-separated (default: all)")
+    run.add_argument("--platform", help="comma-separated, or `all` for every registered platform "
+                     "(default: native,container,vm)")
     run.add_argument("--scenario", help="comma-separated (default: all)")
     run.add_argument("--profile", default="quick", help="quick (CI) or full (papers)")
     run.add_argument("--repetitions", type=int, help="minimum repetitions per cell (default: per profile)")

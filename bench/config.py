@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from runtime.errors import SpecError
-from runtime.platform import platform_names, validate_platform_names
+from runtime.platform import default_platform_names, platform_names, validate_platform_names
 from scenarios import base as scenario_base
 from scenarios.base import SCENARIOS, expand_scenario_names, validate_profile, validate_scenario_names
 
@@ -25,9 +25,19 @@ def split_names(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
+def expand_platform_names(names: list[str]) -> list[str]:
+    """None named: the default platforms; `all`: every registered platform (those unavailable here are
+    reported with their reason by the harness)."""
+    if not names:
+        return default_platform_names()
+    if "all" in names:
+        return platform_names()
+    return names
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    platforms: tuple[str, ...] = field(default_factory=lambda: tuple(platform_names()))
+    platforms: tuple[str, ...] = field(default_factory=lambda: tuple(default_platform_names()))
     scenarios: tuple[str, ...] = SCENARIOS
     profile: str = "quick"
     repetitions: int | None = None  # None: the profile's default
@@ -114,7 +124,7 @@ def parse_selection(platforms: str | None, scenarios: str | None, profile: str, 
                     cv_target: float = DEFAULT_CV_TARGET, order: str = DEFAULT_ORDER,
                     seed: int = DEFAULT_SEED) -> RunConfig:
     return RunConfig(
-        platforms=tuple(split_names(platforms)) or tuple(platform_names()),
+        platforms=tuple(expand_platform_names(split_names(platforms))),
         scenarios=tuple(expand_scenario_names(split_names(scenarios))) or SCENARIOS,
         profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
         cv_target=cv_target, order=order, seed=seed,

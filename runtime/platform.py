@@ -198,11 +198,21 @@ PLATFORMS: dict[str, str] = {
     "container": "runtime.container.platform:ContainerPlatform",
     "container-userns": "runtime.container.platform:ContainerUsernsPlatform",
     "vm": "runtime.vm.platform:VmPlatform",
+    "crun": "runtime.oci.platform:CrunPlatform",
+    "runc": "runtime.oci.platform:RuncPlatform",
 }
+#: What a run measures when no platform is named (`--platform all` means every registered one).
+DEFAULT_PLATFORMS: tuple[str, ...] = ("native", "container", "vm")
 
 
 def platform_names() -> list[str]:
+    """Every registered platform."""
     return list(PLATFORMS)
+
+
+def default_platform_names() -> list[str]:
+    """The platforms a run uses when none is named."""
+    return [n for n in DEFAULT_PLATFORMS if n in PLATFORMS]
 
 
 def validate_platform_names(names: Sequence[str]) -> list[str]:

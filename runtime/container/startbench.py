@@ -28,9 +28,10 @@ from pathlib import Path
 
 from runtime import state
 from runtime.container.container import Container
-from runtime.container.hardening import DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS
 from runtime.linux import syscalls as sc
 from runtime.naming import STATE_ROOT
+from runtime.oci import bundle
+from runtime.oci.hybrid import crun_mount_namespace
 from runtime.spec import InstanceSpec
 
 # per process: two benchmark runs at once must not remove each other's bundle or cgroup
@@ -40,49 +41,11 @@ SECTION = "## Container start latency"
 
 
 def oci_config(rootfs: Path) -> dict[str, object]:
-    """A minimal OCI runtime config equivalent to what our runtime sets up."""
-    caps = sorted(DEFAULT_CAPS)
-    return {
-        "ociVersion": "1.0.2",
-        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
-                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/", "noNewPrivileges": True,
-                    "capabilities": {k: caps for k in ("bounding", "effective", "permitted")}},
-        "root": {"path": str(rootfs), "readonly": True},
-        "hostname": "isolab",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-        ],
-        "linux": {
-            "cgroupsPath": f"/isolab/{BENCH_NAME}",
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS),
-        },
-    }
-
-
-def crun_mount_namespace() -> tuple[int, int]:
-    """(host, private) mount-namespace fds; the private one lacks the controller-less cgroup2 mount, so
-    crun uses v1 there. This (single-threaded) process setns()es into it just around each crun run, so
-    crun is spawned like runc (vfork, no preexec hook) and the other runtimes see the host as it is."""
-    cwd = os.getcwd()
-    host = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    sc.unshare(sc.CLONE_NEWNS)
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    if os.path.ismount("/sys/fs/cgroup/unified"):
-        sc.umount2("/sys/fs/cgroup/unified", sc.MNT_DETACH)
-    private = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    sc.setns(host, sc.CLONE_NEWNS)
-    os.chdir(cwd)  # setns() into a mount namespace moves to its root
-    return host, private
+    """The OCI bundle config equivalent to what our runtime sets up (read-only root, no seccomp filter),
+    from the OCI platforms' one bundle builder."""
+    config, _ignored = bundle.config(InstanceSpec(seccomp="unconfined"), rootfs, ["/bin/true"],
+                                     f"/isolab/{BENCH_NAME}")
+    return config
 
 
 def oci_runner(binary: str, bundle: Path, mntns: tuple[int, int] | None = None) -> Callable[[int], None]:

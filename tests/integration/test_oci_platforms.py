@@ -1,0 +1,142 @@
+"""The crun and runc platforms for real: an OCI bundle of the shared image, driven through the runtime's CLI;
+limits read back from the cgroup, a spec they cannot honour refused up front, nothing left after a failed
+start or a destroy. Skips only when the runtime binary is not installed (the reason printed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime import state
+from runtime.container.hardening import DEFAULT_CAP_MASK
+from runtime.errors import InstanceError, PlatformUnavailable, SpecError
+from runtime.naming import CGROUP_PARENT, SCRATCH_ROOT, STATE_ROOT
+from runtime.platform import load_platform
+from runtime.spec import InstanceSpec
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+@pytest.fixture(params=["crun", "runc"])
+def oci(request, image):
+    platform = load_platform(request.param, image=image)
+    try:
+        platform.check_available()
+    except PlatformUnavailable as exc:
+        pytest.skip(str(exc))
+    return platform
+
+
+def traces(instance_id: str) -> list[str]:
+    """What an instance may leave on the host: state and layer dirs, cgroups, mounts."""
+    found = [str(p) for p in (STATE_ROOT / instance_id, SCRATCH_ROOT / instance_id) if p.exists()]
+    found += [str(p) for p in CGROUP.glob(f"*/{CGROUP_PARENT}/{instance_id}")]
+    found += [line.split()[4] for line in open("/proc/self/mountinfo") if instance_id in line.split()[4]]
+    return found
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for the host's pid 1 (its parent after the runtime exited) to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def kind_dirs(kind: str) -> set[str]:
+    return {p.name for p in state.instances(STATE_ROOT, kind)}
+
+
+def test_create_exec_files_destroy(oci, tmp_path):
+    with oci.create(InstanceSpec(hostname="oci-probe", env={"ISL_PROBE": "1"})) as instance:
+        assert instance.platform == oci.name and instance.instance_id.startswith(f"{oci.name}-")
+        out = instance.exec(["sh", "-c", "hostname; echo $ISL_PROBE $EXTRA; cat /etc/debian_version"],
+                            env={"EXTRA": "x"})
+        assert out.ok, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0] == "oci-probe" and lines[1] == "1 x" and lines[2].startswith("12")
+        assert instance.exec(["sh", "-c", "exit 7"]).returncode == 7
+        # a writable layer over the read-only shared image; the image itself is untouched
+        assert instance.exec(["sh", "-c", "echo w > /etc/isl-probe"]).ok
+        assert not (oci.image.rootfs / "etc/isl-probe").exists()
+        (tmp_path / "in").write_text("payload")
+        instance.put_file(tmp_path / "in", "/tmp/in")
+        assert instance.exec(["cat", "/tmp/in"]).stdout == "payload"
+        instance.exec(["sh", "-c", "echo back > /tmp/out"])
+        instance.get_file("/tmp/out", tmp_path / "out")
+        assert (tmp_path / "out").read_text() == "back\n"
+        pids = instance.host_pids()
+        assert len(pids) == 1 and os.path.exists(f"/proc/{pids[0]}")
+        assert Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+        assert any(f"{CGROUP_PARENT}/{instance.instance_id}" in line
+                   for line in Path(f"/proc/{pids[0]}/cgroup").read_text().splitlines())
+        assert state.owner_of(STATE_ROOT / instance.instance_id) == state.me()
+        instance_id = instance.instance_id
+    assert dead(pids[0])
+    assert traces(instance_id) == []
+    instance.destroy()  # idempotent
+
+
+def test_limits_and_lockdown_are_applied(oci):
+    spec = InstanceSpec(cpus=0.5, cpuset="0", memory=96 * 2**20, pids_max=48, io_write_bps=2**20)
+    with oci.create(spec) as instance:
+        name = f"{CGROUP_PARENT}/{instance.instance_id}"
+
+        def read(controller: str, file: str) -> str:
+            return (CGROUP / controller / name / file).read_text().strip()
+
+        assert read("cpu", "cpu.cfs_quota_us") == "50000"
+        assert read("cpu", "cpu.cfs_period_us") == "100000"
+        assert read("cpuset", "cpuset.cpus") == "0"
+        assert read("memory", "memory.limit_in_bytes") == str(96 * 2**20)
+        assert read("pids", "pids.max") == "48"
+        assert read("blkio", "blkio.throttle.write_bps_device").endswith(f" {2**20}")
+        assert instance.ignored_limits() == {}
+        status = instance.exec(["cat", "/proc/self/status"]).stdout
+        fields = dict(line.split(":", 1) for line in status.splitlines())
+        assert fields["Seccomp"].strip() == "2"  # Docker's default profile, as a filter
+        assert int(fields["CapBnd"], 16) == DEFAULT_CAP_MASK
+        assert fields["NoNewPrivs"].strip() == "1"
+        assert not instance.exec(["cat", "/proc/kcore"]).stdout  # masked
+        assert not instance.exec(["sh", "-c", "echo 1 > /proc/sys/kernel/domainname"]).ok  # read-only
+        assert instance.exec(["unshare", "--user", "true"]).returncode != 0  # seccomp: no namespaces
+
+
+def test_unconfined_spec_has_no_filter(oci):
+    with oci.create(InstanceSpec(seccomp="unconfined")) as instance:
+        status = instance.exec(["grep", "^Seccomp:", "/proc/self/status"]).stdout
+        assert status.split()[1] == "0"
+
+
+def test_a_spec_it_cannot_honour_is_refused_before_anything_is_made(oci):
+    before = kind_dirs(oci.name)
+    with pytest.raises(SpecError, match=rf"{oci.name}: network mode 'bridge' is not available"):
+        oci.create(InstanceSpec(network="bridge"))
+    assert kind_dirs(oci.name) == before
+
+
+def test_a_failed_start_leaves_nothing(oci):
+    before = kind_dirs(oci.name)
+    missing_cpu = os.cpu_count() + 60  # the runtime fails writing cpuset.cpus
+    with pytest.raises(InstanceError, match=rf"{oci.name} create failed"):
+        oci.create(InstanceSpec(cpuset=str(missing_cpu), memory=64 * 2**20))
+    assert kind_dirs(oci.name) == before
+    made = [line.split()[4] for line in open("/proc/self/mountinfo") if f"/{oci.name}-" in line.split()[4]]
+    cgroups = [p for p in CGROUP.glob(f"*/{CGROUP_PARENT}/{oci.name}-*")
+               if p.name not in before and not state.is_live(STATE_ROOT / p.name)]
+    assert made == [] and cgroups == []
+    assert not [p for p in state.instances(SCRATCH_ROOT, oci.name) if p.name not in before]
+
+
+def test_quiesce_freezes_and_wake_thaws(oci):
+    with oci.create(InstanceSpec()) as instance:
+        assert "freezer" in instance.quiesce()
+        pid = instance.host_pids()[0]
+        assert Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] in ("D", "S")
+        freezer = CGROUP / "freezer" / CGROUP_PARENT / instance.instance_id / "freezer.state"
+        assert freezer.read_text().strip() == "FROZEN"
+        instance.wake()
+        assert freezer.read_text().strip() == "THAWED"
+        assert instance.exec(["true"]).ok
