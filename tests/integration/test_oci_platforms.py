@@ -5,6 +5,8 @@ start or a destroy. Skips only when the runtime binary is not installed (the rea
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,34 @@ def test_quiesce_freezes_and_wake_thaws(oci):
         instance.wake()
         assert freezer.read_text().strip() == "THAWED"
         assert instance.exec(["true"]).ok
+
+
+CHILD = """
+import sys, time
+from runtime.image.build import ensure_image
+from runtime.platform import load_platform
+from runtime.spec import InstanceSpec
+instance = load_platform(sys.argv[1], image=ensure_image()).create(InstanceSpec(memory=64 << 20))
+print(instance.instance_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_cleanup_sweeps_the_container_of_a_killed_run(oci):
+    from runtime.sweep import sweep
+
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, oci.name], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        instance_id = child.stdout.readline().strip()
+        assert instance_id.startswith(f"{oci.name}-"), instance_id
+        pid = int(state.read(STATE_ROOT / instance_id)["pid"])
+    finally:
+        child.kill()
+        child.wait()
+    assert not dead(pid) and traces(instance_id)  # kill -9 left the container running
+    sweep(vms=False)
+    oci.cleanup_leftovers()
+    assert dead(pid)
+    assert traces(instance_id) == []
