@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="measure platform × scenario cells and write the report")
     run.add_argument("--platform", help="comma-separated, or `all` for every registered platform "
-                     "(default: native,container,vm)")
+                     "(default: native,container,container-userns,vm)")
     run.add_argument("--scenario", help="comma-separated (default: all)")
     run.add_argument("--profile", default="quick", help="quick (CI) or full (papers)")
     run.add_argument("--repetitions", type=int, help="minimum repetitions per cell (default: per profile)")
