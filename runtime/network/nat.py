@@ -204,6 +204,9 @@ def publish(owner: str, address: str, host_address: str, suite_bridge: str = DEF
                 clash = ", ".join(f"{n}/{p}" for p, n in sorted(taken))
                 raise InstanceError(f"nat: port(s) {clash} on {host_address} are already published to {other} "
                                     f"({entry['address']})")
+        # dead publishers' host addresses go now: their reservations are free for others (a peer given
+        # such an address while the host still holds it would be unreachable)
+        _withdraw_addresses({**book, owner: {}}, previous)
         _host_address(suite_bridge, host_address, add=True)
         book[owner] = {**state.me().to_dict(), "address": address, "host_address": host_address,
                        "suite_bridge": suite_bridge, "nat_bridge": nat_bridge, "ports": sorted(wanted)}
@@ -234,11 +237,30 @@ def _withdraw_addresses(book: dict[str, dict[str, object]], previous: dict[str, 
             _host_address(str(entry["suite_bridge"]), str(entry["host_address"]), add=False)
 
 
+def _stale_host_addresses(book: dict[str, dict[str, object]]) -> list[str]:
+    """For cleanup: /32 host addresses on suite bridges that no live publication holds (left by a
+    publisher that died between adding its address and recording it); removed. Call under the lock."""
+    from pyroute2 import IPRoute
+
+    held = {(str(e["suite_bridge"]), str(e["host_address"])) for e in book.values()}
+    removed = []
+    with IPRoute() as ipr:
+        for addr in ipr.get_addr(family=2):
+            if addr["prefixlen"] != 32:
+                continue
+            link = ipr.get_links(addr["index"])[0].get_attr("IFLA_IFNAME") or ""
+            address = addr.get_attr("IFA_ADDRESS")
+            if link.startswith("isl") and (link, address) not in held:
+                _host_address(link, address, add=False)
+                removed.append(f"host address {address}/32 on {link}")
+    return removed
+
+
 def cleanup_publications(everything: bool = False) -> list[str]:
     """For `cleanup`: withdraw publications of dead processes (all with `everything`); with none left,
     remove the table and switch forwarding off on the suite bridges. Returns what was removed."""
     removed: list[str] = []
-    if not _BOOK.exists() and not table_exists() and not _any_forwarding():
+    if not _BOOK.exists() and not table_exists() and not _any_forwarding() and not _host_addresses_on_suite():
         return removed
     with state.locked(_LOCK):
         previous = _read_book()
@@ -255,10 +277,20 @@ def cleanup_publications(everything: bool = False) -> list[str]:
         elif book != previous:
             _apply(book, previous)
         _withdraw_addresses(book, previous)
+        removed += _stale_host_addresses(book)
         _write_book(book)
         if not book:
             state.drop_lock(_LOCK)
     return removed
+
+
+def _host_addresses_on_suite() -> bool:
+    """Whether any suite interface (`isl…`) carries a /32 (a published host address)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return any(a["prefixlen"] == 32 and (ipr.get_links(a["index"])[0].get_attr("IFLA_IFNAME") or "")
+                   .startswith("isl") for a in ipr.get_addr(family=2))
 
 
 def _any_forwarding() -> list[str]:

@@ -186,3 +186,32 @@ def test_cleanup_after_a_sigkilled_nat_runtime(platform):
     assert f"forwarding off on {nat.NAT_BRIDGE}" in removed
     assert f"bridge {nat.NAT_BRIDGE}" in removed
     assert_no_nat_left()
+
+
+@needs_nat
+def test_a_dead_publishers_host_address_is_withdrawn(platform):
+    """A publisher that died without unpublishing: the next publication (or cleanup) removes its /32 from
+    the suite bridge, so the address, free again in the bridge's book, can go to a peer."""
+    from runtime import state
+    from runtime.network.bridge import allocate_address, release_address
+
+    bridge = ensure_bridge()
+    stale = allocate_address(bridge, owner="ct-deadbeef")
+    try:
+        with state.locked("net-nat"):
+            nat._host_address(bridge.name, stale, add=True)
+            book = nat._read_book()
+            book["ct-deadbeef"] = {"pid": 2**22 + 1, "start": 1, "address": "10.214.0.250", "host_address": stale,
+                                   "suite_bridge": bridge.name, "nat_bridge": nat.NAT_BRIDGE,
+                                   "ports": [["tcp", 5201]]}
+            nat._write_book(book)
+        with platform.create(InstanceSpec(network="nat")) as inst:
+            assert inst.published_address != stale
+            have = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge.name], capture_output=True,
+                                  text=True).stdout
+            assert f"{stale}/32" not in have, have
+            assert "ct-deadbeef" not in nat._read_book()
+    finally:
+        release_address(bridge, stale)
+        remove_bridge_if_unused()
+    assert_no_nat_left()
