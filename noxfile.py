@@ -3,7 +3,10 @@
   nox -s bench      host setup if needed, image if needed, the quick profile on every available
                     platform, then the report (its path is printed last). Extra args go to
                     `python -m bench run`, e.g. `nox -s bench -- --profile full --platform container,vm`.
-  nox -s tests      lint (ruff) and the whole test suite, unit and real integration tests (as root).
+  nox -s tests      lint (ruff) and the whole test suite, unit and real integration tests (as root);
+                    it includes the container smoke subset in a cgroup v2 VM guest.
+  nox -s tests_v2   the full container test subset in a cgroup v2 VM guest (cgroup_no_v1=all); extra
+                    args are pytest node ids to run there instead, e.g. `nox -s tests_v2 -- tests/...`.
   nox -s setup      only the host setup (Debian packages, libvirtd) and the image.
   nox -s report     rebuild the report of a run: `nox -s report -- RUN_ID` (default: latest);
                     `nox -s report -- --compare RUN_A RUN_B`: what changed, per metric, with a verdict.
@@ -77,6 +80,14 @@ def tests(session: nox.Session) -> None:
     _install(session, "[test]")
     session.run("ruff", "check", ".")
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def tests_v2(session: nox.Session) -> None:
+    """The container tests on a real cgroup v2 kernel: a VM guest booted with cgroup_no_v1=all runs them."""
+    _host(session)
+    _install(session, "[test]")
+    session.run("python", "-m", "bench.v2guest", "--subset", "full", *session.posargs)
 
 
 @nox.session

@@ -20,6 +20,10 @@ WORKLOAD_PACKAGES = (
     "xz-utils", "procps", "busybox-static", "iproute2", "kmod",
 )
 GUEST_PACKAGES = ("linux-image-amd64", "qemu-guest-agent")
+# What our container runtime needs when it runs inside a guest (the cgroup v2 guest runs the container
+# tests): nft for the nat network mode, libseccomp's Python bindings for the seccomp filter. Python 3
+# itself is in the tree already (fio depends on it).
+RUNTIME_PACKAGES = ("nftables", "python3-seccomp")
 
 # Load order for the VM's initramfs: virtio transport, disk, net, console (agent channel), ext4.
 # Names are resolved with `modprobe --show-depends` against the image's own modules.dep.
@@ -42,7 +46,7 @@ class Recipe:
     suite: str = "bookworm"
     variant: str = "minbase"
     components: tuple[str, ...] = ("main", "non-free")
-    packages: tuple[str, ...] = WORKLOAD_PACKAGES + GUEST_PACKAGES
+    packages: tuple[str, ...] = WORKLOAD_PACKAGES + GUEST_PACKAGES + RUNTIME_PACKAGES
     initramfs_modules: tuple[str, ...] = INITRAMFS_MODULES
     ext4_headroom_mib: int = 3072
     guest_files: dict[str, tuple[str, int]] = field(default_factory=lambda: dict(GUEST_FILES))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.container.cgroups import cgroup_version, make_cgroup
+from runtime.container.cgroups.sweep import cgroup_parents
 from runtime.container.container import Container
 from runtime.container.platform import ContainerPlatform
 from runtime.errors import ImageError, InstanceError, SpecError
@@ -47,7 +49,7 @@ def _all_objects() -> set[str]:
     for root in (STATE_ROOT, SCRATCH_ROOT):
         if root.is_dir():
             found += [str(p) for p in root.iterdir() if p.name.startswith(("ct-", "peer-"))]
-    found += [str(p) for p in Path("/sys/fs/cgroup").glob("*/isolab/ct-*")]
+    found += [str(p) for parent in cgroup_parents() for p in parent.glob("ct-*")]  # v1 or v2 layout
     found += [p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith("isl")]
     netns = Path("/run/netns")
     if netns.is_dir():
@@ -70,7 +72,7 @@ def test_platform_contract(image, require_root, tmp_path):
     before = _ours()
     platform = ContainerPlatform(image)
     platform.check_available()
-    assert platform.environment()["cgroup_version"] == 1
+    assert platform.environment()["cgroup_version"] == cgroup_version() in (1, 2)
     with platform.create(InstanceSpec(network="bridge", cpus=1, io_write_bps=10_000_000)) as inst:
         assert inst.platform == "container" and inst.scratch_dir == "/tmp"
         assert inst.address and inst.address.startswith("10.213.0.")
@@ -183,12 +185,12 @@ def test_cleanup_after_sigkilled_runtime(image, require_root, when):
     left = _ours() - before
     assert left, "the killed runtime should have left something to clean"
     if when == "started":
-        assert any(Path("/sys/fs/cgroup/pids/isolab").glob(f"{instance_id}/cgroup.procs"))
+        assert any(p.exists() and p.read_text().split() for p in make_cgroup(instance_id).procs_files())
     result = _cli("cleanup")
     assert result.returncode == 0, result.stderr
     assert instance_id in result.stdout
     assert not (_ours() & left)
-    assert not list(Path("/sys/fs/cgroup").glob(f"*/isolab/{instance_id}"))
+    assert not any(p.exists() for p in make_cgroup(instance_id).paths())
 
 
 def test_init_forwards_signals_and_passes_status(image, require_root):
@@ -231,7 +233,7 @@ def test_zz_host_left_clean(require_root):
     if STATE_ROOT.is_dir():
         assert all(_owner_alive(p) for p in STATE_ROOT.glob("ct-*"))
     live = {p.name for p in STATE_ROOT.glob("ct-*")} if STATE_ROOT.is_dir() else set()
-    assert {p.name for p in Path("/sys/fs/cgroup").glob("*/isolab/ct-*")} <= live
+    assert {p.name for parent in cgroup_parents() for p in parent.glob("ct-*")} <= live
     for book in (STATE_ROOT / "net").glob("*.json") if (STATE_ROOT / "net").is_dir() else []:
         for entry in json.loads(book.read_text() or "{}").values():  # only running processes hold addresses
             from runtime import state

@@ -7,10 +7,30 @@ import time
 
 import pytest
 
+from runtime.container.cgroups import cgroup_version
 from runtime.container.container import Container
 from runtime.network.bridge import ensure_bridge, remove_bridge_if_unused
 from runtime.network.peer import PeerNamespace
 from runtime.spec import InstanceSpec
+
+
+def test_limits_read_back_from_the_kernel(image, require_root):
+    """The spec's limits are what the kernel holds (v1: memory.limit_in_bytes, cpu.cfs_quota_us, pids.max
+    per hierarchy; v2: memory.max, memory.swap.max, cpu.max, pids.max in one directory)."""
+    spec = InstanceSpec(memory=64 * 2**20, memory_swap=96 * 2**20, cpus=0.5, pids_max=32)
+    with Container(spec, [image.rootfs]) as c:
+        c.start()
+        limits = c.cgroup.limits()
+        print(f"cgroup v{cgroup_version()}: {limits}")
+        assert limits.memory_bytes == 64 * 2**20
+        assert limits.cpus == 0.5 and limits.cpu_period_us == 100_000
+        assert limits.pids_max == 32
+        if limits.memory_swap_bytes is not None or cgroup_version() == 2:  # v1 without swap accounting: none
+            assert limits.memory_swap_bytes == 96 * 2**20
+    with Container(InstanceSpec(), [image.rootfs]) as free:
+        free.start()
+        unlimited = free.cgroup.limits()
+        assert (unlimited.memory_bytes, unlimited.cpus, unlimited.pids_max) == (None, None, None)
 
 
 @pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])

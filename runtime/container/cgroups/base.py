@@ -1,7 +1,8 @@
 """The cgroup interface the runtime uses, independent of the kernel's cgroup version.
 
 A Cgroup is created under `isolab/<instance id>`, takes limits from an InstanceSpec (returning the
-limits it could not enforce), is joined by writing a pid into it, reports usage and is removed.
+limits it could not enforce), is joined by writing a pid into it, reports usage and the limits the
+kernel holds (read back, for tests and audits on either layout), and is removed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,36 @@ class CgroupStats:
 
     def to_dict(self) -> dict[str, int | None]:
         return asdict(self)
+
+
+@dataclass
+class CgroupLimits:
+    """Limits read back from the kernel's files, in spec units. None = no limit (or no such controller)."""
+
+    memory_bytes: int | None = None
+    memory_swap_bytes: int | None = None  # memory + swap (v1 semantics, as InstanceSpec.memory_swap)
+    cpu_quota_us: int | None = None
+    cpu_period_us: int | None = None
+    pids_max: int | None = None
+
+    @property
+    def cpus(self) -> float | None:
+        if self.cpu_quota_us is None or not self.cpu_period_us:
+            return None
+        return self.cpu_quota_us / self.cpu_period_us
+
+
+#: v1 reports "no memory limit" as the largest page-aligned counter (PAGE_COUNTER_MAX pages).
+V1_UNLIMITED = 2**62
+
+
+def limit_value(text: str) -> int | None:
+    """A limit file's number; None for 'max', -1, v1's huge 'unlimited' values, or an unreadable file."""
+    text = text.strip()
+    if not text.lstrip("-").isdigit():
+        return None
+    value = int(text)
+    return None if value < 0 or value >= V1_UNLIMITED else value
 
 
 def write(path: Path, value: str) -> None:
@@ -161,6 +192,10 @@ class Cgroup(ABC):
     @abstractmethod
     def freeze(self, frozen: bool) -> None:
         """Freeze (or thaw) every process in the cgroup; returns once the kernel says it is done."""
+
+    @abstractmethod
+    def limits(self) -> CgroupLimits:
+        """The limits the kernel enforces now, read from this cgroup's files."""
 
     @abstractmethod
     def kill_all(self) -> None:

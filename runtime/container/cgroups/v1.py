@@ -15,9 +15,11 @@ from runtime.container.cgroups.base import (
     FREEZE_TIMEOUT_S,
     IO_FIELDS,
     Cgroup,
+    CgroupLimits,
     CgroupStats,
     keyed,
     kill_procs,
+    limit_value,
     mkdir,
     read,
     rmdir_retry,
@@ -196,6 +198,19 @@ class CgroupV1(Cgroup):
             if time.monotonic() > deadline:
                 raise InstanceError(f"cgroup {self.name}: {state} did not reach {wanted} in {FREEZE_TIMEOUT_S} s")
             time.sleep(0.002)
+
+    def limits(self) -> CgroupLimits:
+        d = self.dirs
+        limits = CgroupLimits()
+        if "memory" in d:
+            limits.memory_bytes = limit_value(read(d["memory"] / "memory.limit_in_bytes"))
+            limits.memory_swap_bytes = limit_value(read(d["memory"] / "memory.memsw.limit_in_bytes"))
+        if "cpu" in d:
+            limits.cpu_quota_us = limit_value(read(d["cpu"] / "cpu.cfs_quota_us"))
+            limits.cpu_period_us = limit_value(read(d["cpu"] / "cpu.cfs_period_us"))
+        if "pids" in d:
+            limits.pids_max = limit_value(read(d["pids"] / "pids.max"))
+        return limits
 
     def kill_all(self) -> None:
         thaw(self.dirs.get("freezer"))  # a frozen task cannot die until it is thawed

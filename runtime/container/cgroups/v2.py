@@ -17,9 +17,11 @@ from runtime.container.cgroups.base import (
     FREEZE_TIMEOUT_S,
     IO_FIELDS,
     Cgroup,
+    CgroupLimits,
     CgroupStats,
     keyed,
     kill_procs,
+    limit_value,
     mkdir,
     read,
     rmdir_retry,
@@ -146,6 +148,18 @@ class CgroupV2(Cgroup):
                 raise InstanceError(f"cgroup {self.name}: not {'frozen' if frozen else 'thawed'} "
                                     f"after {FREEZE_TIMEOUT_S} s")
             time.sleep(0.002)
+
+    def limits(self) -> CgroupLimits:
+        memory = limit_value(read(self.dir / "memory.max"))
+        swap = limit_value(read(self.dir / "memory.swap.max"))
+        quota, _, period = read(self.dir / "cpu.max").partition(" ")
+        return CgroupLimits(
+            memory_bytes=memory,
+            memory_swap_bytes=memory + swap if memory is not None and swap is not None else None,
+            cpu_quota_us=limit_value(quota),
+            cpu_period_us=limit_value(period) if limit_value(quota) is not None else None,
+            pids_max=limit_value(read(self.dir / "pids.max")),
+        )
 
     def kill_all(self) -> None:
         thaw(self.dir)
