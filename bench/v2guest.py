@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import json
 import os
 import re
@@ -287,7 +288,8 @@ def run_in_guest(image: Image, tests: list[str], *, timeout: float = 3600, boot_
         platform.check_available()
         progress(f"booting the guest ({platform.accel.accel}, {GUEST_CMDLINE})")
         t0 = time.perf_counter()
-        with platform.create(GUEST_SPEC) as vm:
+        vm = platform.create(GUEST_SPEC)
+        try:
             timings["boot_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             guest = _prepare_guest(vm, image, bundle)
@@ -311,6 +313,11 @@ def run_in_guest(image: Image, tests: list[str], *, timeout: float = 3600, boot_
                 outcomes = parse_junit(junit_xml)
             except InstanceError:
                 junit_xml, outcomes = "", []  # pytest did not write it (collection error, crash): see output
+        except BaseException:
+            with contextlib.suppress(InstanceError):  # the first error is the one to report
+                vm.destroy()
+            raise
+        vm.destroy()
     timings["total_s"] = time.perf_counter() - started
     output = result.stdout + (("\n" + result.stderr) if result.stderr.strip() else "")
     run = GuestRun(tests, result.returncode, outcomes, summary_line(output), output, timings, guest, junit_xml)
@@ -350,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     tests = resolve_tests(args.tests or SUBSETS[args.subset])
     try:
         run = run_in_guest(image, tests, timeout=args.timeout, progress=lambda m: print(f"v2 guest: {m}", flush=True))
-    except InstanceError as exc:
+    except (InstanceError, PlatformUnavailable) as exc:
         print(f"v2 guest: {exc}", file=sys.stderr)
         return 1
     print(run.output.rstrip())
