@@ -6,6 +6,8 @@ no network. What it needs arrives through the guest agent as one tarball, unpack
   src/   the project tree (git's list: tracked files and untracked ones that are not ignored)
   site/  the Python distributions the tests import beyond the image's Python 3.11 (GUEST_DISTRIBUTIONS
          and their requirements), copied with their metadata from the environment running this module
+  cache/ what the runtime builds on the host into its cache directory and the guest cannot build (no
+         compiler there): the static container init; copied to the guest's cache directory
 Both are byte-compiled here (the same CPython 3.11): compiling them under TCG would cost minutes.
 In the guest the image store holds the host image's manifest and, as its rootfs, a read-only bind of
 the guest's own root (the same tree), so `ensure_image()` in the guest finds the image without a build
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from runtime.errors import InstanceError, PlatformUnavailable
 from runtime.image.store import Image
+from runtime.naming import CACHE_ROOT
 from runtime.spec import InstanceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +52,7 @@ Progress = Callable[[str], None]
 GUEST_DISTRIBUTIONS = ("pytest", "pyroute2")
 #: Where the tarball is unpacked in the guest: a tmpfs, outside the tree containers use as base layer.
 GUEST_DIR = "/run/isolab-tests"
+GUEST_CACHE = "/var/cache/isolab"  # runtime.naming.CACHE_ROOT's default, in the guest
 GUEST_CMDLINE = "cgroup_no_v1=all"
 GUEST_SPEC = InstanceSpec(memory=2 * 1024**3, hostname="islv2guest")
 #: v2 controllers the container runtime uses (runtime.container.cgroups.v2.WANTED minus cpuset, optional).
@@ -195,7 +199,7 @@ def distribution_closure(names: Iterable[str]) -> list[metadata.Distribution]:
 
 def build_bundle(out: Path, root: Path = ROOT, distributions: Iterable[str] = GUEST_DISTRIBUTIONS) -> dict[str, int]:
     """Write the tar.gz of src/ and site/ (byte-compiled); returns file counts and size."""
-    counts = {"src_files": 0, "site_files": 0}
+    counts = {"src_files": 0, "site_files": 0, "cache_files": 0}
     with tempfile.TemporaryDirectory(prefix="isolab-v2bundle-") as tmp:
         stage = Path(tmp)
         for rel in project_files(root):
@@ -208,12 +212,23 @@ def build_bundle(out: Path, root: Path = ROOT, distributions: Iterable[str] = GU
                     continue  # console scripts live outside site-packages; caches are rebuilt below
                 _copy(source, stage / "site" / rel)
                 counts["site_files"] += 1
+        for source in host_built_files():
+            _copy(source, stage / "cache" / source.relative_to(CACHE_ROOT))
+            counts["cache_files"] += 1
         compileall.compile_dir(stage, quiet=2, workers=1)
         with tarfile.open(out, "w:gz", compresslevel=6) as tar:
-            tar.add(stage / "src", arcname="src")
-            tar.add(stage / "site", arcname="site")
+            for part in ("src", "site", "cache"):
+                if (stage / part).is_dir():
+                    tar.add(stage / part, arcname=part)
     counts["bytes"] = out.stat().st_size
     return counts
+
+
+def host_built_files() -> list[Path]:
+    """Files under CACHE_ROOT that the runtime compiles on the host (built now if missing)."""
+    from runtime.container import init
+
+    return [init.build()]
 
 
 def _copy(source: Path, dest: Path) -> None:
@@ -260,13 +275,14 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
         raise V2GuestError(f"v2 guest: not a cgroup v2-only guest (cgroup mounts: {cgroup_mounts}, "
                            f"controllers at /sys/fs/cgroup: {controllers or 'none'}, missing: {missing})")
     vm.put_file(bundle, f"{GUEST_DIR}.tgz")  # type: ignore[attr-defined]
-    store = f"/var/cache/isolab/images/{image.digest}"
+    store = f"{GUEST_CACHE}/images/{image.digest}"
     with tempfile.NamedTemporaryFile("w", suffix=".json") as manifest:
         json.dump(image.manifest, manifest)
         manifest.flush()
         _guest_exec(vm, f"mkdir -p {store}/rootfs", "making the image store")
         vm.put_file(Path(manifest.name), f"{store}/manifest.json")  # type: ignore[attr-defined]
     _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR}; tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
+                    f"if [ -d {GUEST_DIR}/cache ]; then cp -a {GUEST_DIR}/cache/. {GUEST_CACHE}/; fi; "
                     f"mount --bind / {store}/rootfs; mount -o remount,bind,ro {store}/rootfs",
                 "unpacking the bundle and binding / as the image's rootfs", timeout=300)
     return info

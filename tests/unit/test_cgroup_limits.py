@@ -32,7 +32,7 @@ def test_v1_limits_read_back_per_hierarchy(tmp_path: Path):
 def test_v2_limits_read_back_from_one_directory(tmp_path: Path):
     (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
     (tmp_path / "cgroup.subtree_control").write_text("")
-    cg = CgroupV2("ct-0002", tmp_path)
+    cg = CgroupV2("ct-0002", tmp_path, device_filter=False)
     cg.create()
     cg.apply(InstanceSpec(memory=64 * 2**20, memory_swap=96 * 2**20, cpus=0.25, pids_max=16), None)
     limits = cg.limits()

@@ -71,6 +71,7 @@ def test_bundle_holds_the_project_and_the_test_distributions(tmp_path):
         assert f"site/{package}" in names, package
     assert any(n.startswith("site/pytest-") and n.endswith(".dist-info/METADATA") for n in names)
     assert any(n.startswith("src/runtime/container/cgroups/__pycache__/v2.cpython-") for n in names)
+    assert any(n.startswith("cache/init/") and n.endswith("/isolab-init") for n in names)  # static: runs there
     assert counts["bytes"] == out.stat().st_size
 
 

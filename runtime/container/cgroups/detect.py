@@ -43,4 +43,3 @@ def make_cgroup(name: str, spec: InstanceSpec | None = None) -> Cgroup:
     if cgroup_version() == 2:
         return CgroupV2(name, CGROUP_ROOT)
     return CgroupV1(name, _hierarchies(), needed_controllers(spec))
-
