@@ -8,11 +8,13 @@ no network. What it needs arrives through the guest agent as one tarball, unpack
          and their requirements), copied with their metadata from the environment running this module
   cache/ what the runtime builds on the host into its cache directory and the guest cannot build (no
          compiler there): the static container init; copied to the guest's cache directory
-Both are byte-compiled here (the same CPython 3.11): compiling them under TCG would cost minutes.
+Python files are byte-compiled here (the same CPython 3.11): compiling them under TCG costs minutes.
 In the guest the image store holds the host image's manifest and, as its rootfs, a read-only bind of
 the guest's own root (the same tree), so `ensure_image()` in the guest finds the image without a build
-and containers get it as their base layer. pytest runs there with a JUnit XML report, which is read back
-and parsed here: per-test outcome, pytest's summary line, and the wall time in the guest.
+and containers get it as their base layer. /tmp becomes a tmpfs: an image layer a test makes in its
+tmp_path must not lie inside the base layer's filesystem tree (overlayfs refuses overlapping layers).
+pytest runs there with a JUnit XML report, which is read back and parsed here: per-test outcome,
+pytest's summary line, and the wall time in the guest.
 
   python -m bench.v2guest [--subset smoke|full] [--timeout S] [--junit PATH] [NODE_ID ...]
 
@@ -54,6 +56,9 @@ GUEST_DISTRIBUTIONS = ("pytest", "pyroute2")
 GUEST_DIR = "/run/isolab-tests"
 GUEST_CACHE = "/var/cache/isolab"  # runtime.naming.CACHE_ROOT's default, in the guest
 GUEST_CMDLINE = "cgroup_no_v1=all"
+#: Under TCG commands run 10-70x slower than on the host: the containers' exec timeouts (hang guards) are
+#: scaled by this in the guest (runtime.linux.process.TIMEOUT_SCALE); assertions on results are unchanged.
+TCG_TIMEOUT_SCALE = 10
 GUEST_SPEC = InstanceSpec(memory=2 * 1024**3, hostname="islv2guest")
 #: v2 controllers the container runtime uses (runtime.container.cgroups.v2.WANTED minus cpuset, optional).
 REQUIRED_CONTROLLERS = ("cpu", "memory", "io", "pids")
@@ -288,6 +293,7 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
         vm.put_file(Path(manifest.name), f"{store}/manifest.json")  # type: ignore[attr-defined]
     _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR}; tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
                     f"if [ -d {GUEST_DIR}/cache ]; then cp -a {GUEST_DIR}/cache/. {GUEST_CACHE}/; fi; "
+                    "mount -t tmpfs -o mode=1777 tmpfs /tmp; "
                     f"mount --bind / {store}/rootfs; mount -o remount,bind,ro {store}/rootfs",
                 "unpacking the bundle and binding / as the image's rootfs", timeout=300)
     return info
@@ -323,6 +329,8 @@ def run_in_guest(image: Image, tests: list[str], *, timeout: float = 3600, boot_
             script = f"cd {GUEST_DIR}/src && exec {shlex.join(argv)}"
             env = {"PYTHONPATH": f"{GUEST_DIR}/src:{GUEST_DIR}/site", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                    "PYTHONDONTWRITEBYTECODE": "1"}
+            if platform.accel.accel == "tcg":
+                env["ISOLAB_TIMEOUT_SCALE"] = str(TCG_TIMEOUT_SCALE)
             progress(f"running pytest on {len(tests)} test path(s) in the guest")
             t0 = time.perf_counter()
             result = vm.exec(["sh", "-c", script], timeout=timeout, env=env)

@@ -54,6 +54,11 @@ def pid_alive(pid: object) -> bool:
     return True
 
 
+#: Multiplies every captured exec's timeout, for slow (emulated) machines such as the cgroup v2 test guest
+#: under TCG, where a timeout meant as a hang guard on real hardware would fire on a merely slow command.
+TIMEOUT_SCALE = float(os.environ.get("ISOLAB_TIMEOUT_SCALE") or 1)
+
+
 def run_captured(start: Callable[[], subprocess.Popen[str]], argv: Sequence[str], timeout: float,
                  where: str) -> ExecResult:
     """Start a process with `start()` (stdout/stderr piped, text), wait up to `timeout` and capture it.
@@ -61,6 +66,7 @@ def run_captured(start: Callable[[], subprocess.Popen[str]], argv: Sequence[str]
     A command missing in the image becomes exit status 127 with a clear stderr; a timeout kills the
     process and raises ExecTimeout naming `where`."""
     started = time.perf_counter()
+    timeout *= TIMEOUT_SCALE
     try:
         proc = start()
     except FileNotFoundError:
