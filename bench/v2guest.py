@@ -284,6 +284,8 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
     if cgroup_mounts != [["/sys/fs/cgroup", "cgroup2"]] or missing:
         raise V2GuestError(f"v2 guest: not a cgroup v2-only guest (cgroup mounts: {cgroup_mounts}, "
                            f"controllers at /sys/fs/cgroup: {controllers or 'none'}, missing: {missing})")
+    # its own command: the agent's exec wrapper keeps each command's output in /tmp while it runs
+    _guest_exec(vm, "mount -t tmpfs -o mode=1777 tmpfs /tmp", "mounting a tmpfs at /tmp")
     vm.put_file(bundle, f"{GUEST_DIR}.tgz")  # type: ignore[attr-defined]
     store = f"{GUEST_CACHE}/images/{image.digest}"
     with tempfile.NamedTemporaryFile("w", suffix=".json") as manifest:
@@ -293,7 +295,6 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
         vm.put_file(Path(manifest.name), f"{store}/manifest.json")  # type: ignore[attr-defined]
     _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR}; tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
                     f"if [ -d {GUEST_DIR}/cache ]; then cp -a {GUEST_DIR}/cache/. {GUEST_CACHE}/; fi; "
-                    "mount -t tmpfs -o mode=1777 tmpfs /tmp; "
                     f"mount --bind / {store}/rootfs; mount -o remount,bind,ro {store}/rootfs",
                 "unpacking the bundle and binding / as the image's rootfs", timeout=300)
     return info
