@@ -11,8 +11,9 @@ no network. What it needs arrives through the guest agent as one tarball, unpack
 Python files are byte-compiled here (the same CPython 3.11): compiling them under TCG costs minutes.
 In the guest the image store holds the host image's manifest and, as its rootfs, a read-only bind of
 the guest's own root (the same tree), so `ensure_image()` in the guest finds the image without a build
-and containers get it as their base layer. /tmp becomes a tmpfs: an image layer a test makes in its
-tmp_path must not lie inside the base layer's filesystem tree (overlayfs refuses overlapping layers).
+and containers get it as their base layer. pytest's temporary directories live on the tmpfs (TMPDIR): an
+image layer a test makes in its tmp_path must not lie inside the base layer's filesystem tree (overlayfs
+refuses overlapping layers).
 pytest runs there with a JUnit XML report, which is read back and parsed here: per-test outcome,
 pytest's summary line, and the wall time in the guest.
 
@@ -284,8 +285,6 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
     if cgroup_mounts != [["/sys/fs/cgroup", "cgroup2"]] or missing:
         raise V2GuestError(f"v2 guest: not a cgroup v2-only guest (cgroup mounts: {cgroup_mounts}, "
                            f"controllers at /sys/fs/cgroup: {controllers or 'none'}, missing: {missing})")
-    # its own command: the agent's exec wrapper keeps each command's output in /tmp while it runs
-    _guest_exec(vm, "mount -t tmpfs -o mode=1777 tmpfs /tmp", "mounting a tmpfs at /tmp")
     vm.put_file(bundle, f"{GUEST_DIR}.tgz")  # type: ignore[attr-defined]
     store = f"{GUEST_CACHE}/images/{image.digest}"
     with tempfile.NamedTemporaryFile("w", suffix=".json") as manifest:
@@ -293,7 +292,7 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
         manifest.flush()
         _guest_exec(vm, f"mkdir -p {store}/rootfs", "making the image store")
         vm.put_file(Path(manifest.name), f"{store}/manifest.json")  # type: ignore[attr-defined]
-    _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR}; tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
+    _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR}/tmp; tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
                     f"if [ -d {GUEST_DIR}/cache ]; then cp -a {GUEST_DIR}/cache/. {GUEST_CACHE}/; fi; "
                     f"mount --bind / {store}/rootfs; mount -o remount,bind,ro {store}/rootfs",
                 "unpacking the bundle and binding / as the image's rootfs", timeout=300)
@@ -329,7 +328,7 @@ def run_in_guest(image: Image, tests: list[str], *, timeout: float = 3600, boot_
                     f"--junitxml={junit}", *tests]
             script = f"cd {GUEST_DIR}/src && exec {shlex.join(argv)}"
             env = {"PYTHONPATH": f"{GUEST_DIR}/src:{GUEST_DIR}/site", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-                   "PYTHONDONTWRITEBYTECODE": "1"}
+                   "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": f"{GUEST_DIR}/tmp"}
             if platform.accel.accel == "tcg":
                 env["ISOLAB_TIMEOUT_SCALE"] = str(TCG_TIMEOUT_SCALE)
             progress(f"running pytest on {len(tests)} test path(s) in the guest")
