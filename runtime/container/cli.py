@@ -151,10 +151,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
+    from runtime.container import userns
     from runtime.container.container import Container
 
     container = Container.load(args.id)
-    layer = _store().commit(container.upper, container.image_name, args.name, comment=args.message)
+    mapping = container.mapping
+    layer = _store().commit(container.upper, container.image_name, args.name, comment=args.message,
+                            fix_ids=None if mapping is None else lambda top: userns.unshift_tree(top, mapping))
     print(layer.name)
     return 0
 

@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +115,10 @@ class LayerStore:
             current = layer.parent
         return list(reversed(chain))
 
-    def commit(self, upper: Path, parent: str, name: str, comment: str = "") -> Layer:
-        """Copy a writable layer (whiteouts and xattrs included) into a new read-only layer `name`."""
+    def commit(self, upper: Path, parent: str, name: str, comment: str = "",
+               fix_ids: Callable[[Path], None] | None = None) -> Layer:
+        """Copy a writable layer (whiteouts and xattrs included) into a new read-only layer `name`;
+        `fix_ids` rewrites the copy's owners first (a user namespace's layer back to image ids)."""
         if not NAME_RE.fullmatch(name) or name == BASE:
             raise ImageError(f"invalid image name {name!r}: lowercase letters, digits, '.', '_', '-'")
         if (self.root / name).exists():
@@ -131,6 +134,8 @@ class LayerStore:
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise ImageError(f"commit: cp -a {upper} -> {partial / 'fs'}: {proc.stderr.strip()}")
+            if fix_ids is not None:
+                fix_ids(partial / "fs")
             meta = {"name": name, "parent": parent, "created": time.time(), "comment": comment}
             (partial / "meta.json").write_text(json.dumps(meta, indent=2))
             os.rename(partial, self.root / name)

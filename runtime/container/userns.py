@@ -25,7 +25,8 @@ clear error.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import stat
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.container import rootfs
@@ -72,6 +73,29 @@ def mount_root(pid: int, workdir: Path, lowers: Sequence[Path], upper: Path, wor
     finally:
         os.close(userns_fd)
     rootfs.mount_layers(mapped, upper, work, workdir / "root", volatile, volume)
+
+
+def unshift_tree(top: Path, mapping: idmap.IdMapping = SUITE_MAPPING) -> None:
+    """Rewrite owners in a copied writable layer from host ids (mapped root 100000...) back to the ids seen
+    inside (0...), so that a committed layer is an ordinary image layer. Ids outside the mapping (overlayfs's
+    whiteouts, made as host root) stay; modes are restored (chown clears setuid/setgid bits)."""
+    def inside(value: int) -> int:
+        return value - mapping.first if mapping.first <= value < mapping.first + mapping.count else value
+
+    _unshift(str(top), inside)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            _unshift(os.path.join(dirpath, name), inside)
+
+
+def _unshift(path: str, inside: Callable[[int], int]) -> None:
+    st = os.lstat(path)
+    uid, gid = inside(st.st_uid), inside(st.st_gid)
+    if (uid, gid) == (st.st_uid, st.st_gid):
+        return
+    os.chown(path, uid, gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
 
 
 def describe(mapping: idmap.IdMapping = SUITE_MAPPING) -> str:

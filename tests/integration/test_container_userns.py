@@ -124,3 +124,25 @@ def test_cli_run_userns(image, require_root):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.split() == ["0", str(HOST_ROOT), "65536", "0"]
+
+
+def test_commit_of_a_userns_container_gives_image_ids(image, require_root, tmp_path):
+    from runtime.container import userns
+
+    store = LayerStore(image.rootfs, root=tmp_path / "layers")
+    with Container(InstanceSpec(userns=True), [image.rootfs]) as box:
+        box.start()
+        script = ("mkdir /opt/app && echo x > /opt/app/f && chown 1000:1000 /opt/app/f && "
+                  "cp /bin/true /opt/app/suid && chmod 4755 /opt/app/suid && rm /etc/issue")
+        assert box.exec(["sh", "-c", script]).ok
+        box.stop()
+        layer = store.commit(box.upper, "base", "isl-userns-commit",
+                             fix_ids=lambda top: userns.unshift_tree(top, SUITE_MAPPING))
+    owners = {p.name: (p.lstat().st_uid, p.lstat().st_gid) for p in (layer.path / "opt" / "app").iterdir()}
+    assert owners == {"f": (1000, 1000), "suid": (0, 0)}
+    assert (layer.path / "opt" / "app" / "suid").stat().st_mode & 0o4000  # the mode survives the chown
+    assert (layer.path / "opt").stat().st_uid == 0
+    with Container(InstanceSpec(), store.resolve("isl-userns-commit")) as plain:  # an ordinary layer now
+        plain.start()
+        out = plain.exec(["sh", "-c", "stat -c %u /opt/app/f /opt/app/suid; test -e /etc/issue || echo gone"])
+        assert out.stdout.split() == ["1000", "0", "gone"]
