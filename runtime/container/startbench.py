@@ -8,7 +8,8 @@ where /sys/fs/cgroup/unified is unmounted (crun then uses v1); the benchmark pro
 just around each crun run, so crun is spawned exactly like runc. Prints a table and our per-phase medians, and
 rewrites only the "## Container start latency" section of the docs page when --docs is given.
 Our runtime runs in variants: default (seccomp on), seccomp off (`ours-unconfined`), under the container
-init (`ours-init`), and with a volatile writable layer (`ours-volatile`).
+init (`ours-init`), with a volatile writable layer (`ours-volatile`), and with a user namespace
+(`ours-userns`: idmapped layers, root inside = host uid 100000).
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ def oci_runner(binary: str, bundle: Path, mntns: tuple[int, int] | None = None) 
 
 
 def ours_runner(rootfs: Path, phases: list[dict[str, float]] | None, volatile: bool,
-                seccomp: str = "default", init: bool = False) -> Callable[[int], None]:
+                seccomp: str = "default", init: bool = False, userns: bool = False) -> Callable[[int], None]:
     def run(_i: int) -> None:
-        container = Container(InstanceSpec(seccomp=seccomp), [rootfs], ["/bin/true"], init=init, quiet=True,
+        container = Container(InstanceSpec(seccomp=seccomp, userns=userns), [rootfs], ["/bin/true"], init=init,
+                              quiet=True,
                               volatile=volatile)
         with container as c:
             c.start()
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         "ours": ours_runner(rootfs, phases, volatile=False),
         "ours-unconfined": ours_runner(rootfs, None, volatile=False, seccomp="unconfined"),
         "ours-init": ours_runner(rootfs, None, volatile=False, init=True),
-        "ours-volatile": ours_runner(rootfs, None, volatile=True)}
+        "ours-volatile": ours_runner(rootfs, None, volatile=True),
+        "ours-userns": ours_runner(rootfs, None, volatile=False, userns=True)}
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parents[2]).stdout.strip()
     versions = {name: f"isolab {revision}" for name in runners}

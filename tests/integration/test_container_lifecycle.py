@@ -159,23 +159,24 @@ SLOW_START = textwrap.dedent("""
     from runtime.container.container import Container
     from runtime.image.build import ensure_image
     from runtime.spec import InstanceSpec
-    c = Container(InstanceSpec(network="bridge", memory=64 << 20), [ensure_image().rootfs])
+    userns = sys.argv[1] == "started-userns"
+    c = Container(InstanceSpec(network="bridge", memory=64 << 20, userns=userns), [ensure_image().rootfs])
     c.create()
     print("created", c.instance_id, flush=True)
-    if sys.argv[1] == "started":
+    if sys.argv[1].startswith("started"):
         c.start()
-        print("started", flush=True)
+        print(sys.argv[1], flush=True)
     time.sleep(60)
 """)
 
 
-@pytest.mark.parametrize("when", ["created", "started"])
+@pytest.mark.parametrize("when", ["created", "started", "started-userns"])
 def test_cleanup_after_sigkilled_runtime(image, require_root, when):
     before = _ours()
     proc = subprocess.Popen([sys.executable, "-c", SLOW_START, when], cwd=REPO, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        lines = [proc.stdout.readline() for _ in range(2 if when == "started" else 1)]  # type: ignore[union-attr]
+        lines = [proc.stdout.readline() for _ in range(2 if when.startswith("started") else 1)]  # type: ignore[union-attr]
         assert lines[-1].startswith(when), proc.stderr.read() if proc.stderr else ""
         instance_id = lines[0].split()[1]
         assert (STATE_ROOT / instance_id).exists()
@@ -184,7 +185,7 @@ def test_cleanup_after_sigkilled_runtime(image, require_root, when):
         proc.wait()
     left = _ours() - before
     assert left, "the killed runtime should have left something to clean"
-    if when == "started":
+    if when.startswith("started"):
         assert any(p.exists() and p.read_text().split() for p in make_cgroup(instance_id).procs_files())
     result = _cli("cleanup")
     assert result.returncode == 0, result.stderr
