@@ -121,7 +121,8 @@ def config(spec: InstanceSpec, rootfs: Path, args: Sequence[str], cgroups_path: 
     linux: dict[str, Any] = {
         "cgroupsPath": cgroups_path,
         "resources": res,
-        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+        "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")
+                       if not (t == "network" and spec.network == "host")],
         "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS),
     }
     if (seccomp := seccomp_section(spec.seccomp)) is not None:

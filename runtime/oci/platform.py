@@ -8,7 +8,8 @@ rootfs (read-only lower) and a writable upper under the scratch root, like our r
 `<runtime> exec`; files move through the host's view of the root (runtime.linux.transfer). A crashed run's
 containers are swept like ours: the cgroup sweep kills what runs in `isolab/<id>`, mounts under the dead
 state dir are detached and the dir, with the runtime's state, removed.
-Network: mode "none" only (a bridge/nat link is not wired for these runtimes yet).
+Network: none, host (no netns), bridge and nat, wired by our runtime's network code
+(runtime.container.netsetup) into the created container's netns between `create` and `start`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from runtime import state
 from runtime.container.cgroups import cgroup_version, make_cgroup
 from runtime.container.cgroups.base import kill_procs, rmdir_retry
 from runtime.container.container import block_device_of, dir_usage_bytes
+from runtime.container.netsetup import ContainerNetwork
 from runtime.container.rootfs import mount_overlay
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
@@ -91,6 +93,7 @@ class OciInstance(Instance):
         self.layer_dir = scratch_dir(instance_id)
         self.volume = self.layer_dir / "volume" if spec.volume else None
         self.ignored: dict[str, object] = {}
+        self.network = ContainerNetwork(instance_id, spec)
         self.pid: int | None = None
         self.paused = False
         self._destroyed = False
@@ -110,6 +113,9 @@ class OciInstance(Instance):
         cfg, self.ignored = bundle.config(
             self.spec, self.root, INIT_ARGV, f"/{CGROUP_PARENT}/{self.instance_id}", writable=True,
             volume=self.volume, io_device=block_device_of(SCRATCH_ROOT) if wants_io else None)
+        if self.network.mode == "bridge":
+            self.ignored.pop("bandwidth", None)  # tc on both ends of the veth, as for our containers
+        self.network.prepare()  # the bridge(s) and an address (bridge, nat)
         self.bundle_dir.mkdir()
         (self.bundle_dir / "config.json").write_text(json.dumps(cfg, indent=1))
         self.start_phases.lap("rootfs")
@@ -126,6 +132,10 @@ class OciInstance(Instance):
         self.pid = int((self.state_dir / "init.pid").read_text().strip())
         state.update(self.state_dir, runtime=self.rt.name, container_id=self.container_id, pid=self.pid)
         self.start_phases.lap("create")
+        if self.network.needs_wiring:  # the init waits in its netns for `start`: wire it now, like CNI
+            self.network.attach(self.pid)
+            state.update(self.state_dir, network=self.network.state())
+            self.start_phases.lap("network")
         self.rt.call(self.rt_root, "start", self.container_id)
         self.start_phases.lap("start")
 
@@ -189,6 +199,14 @@ class OciInstance(Instance):
             return []
         return [pid] if pid > 0 else []
 
+    @property
+    def address(self) -> str | None:
+        return self.network.address
+
+    @property
+    def published_address(self) -> str | None:
+        return self.network.published_address
+
     def ignored_limits(self) -> dict[str, object]:
         return dict(self.ignored)
 
@@ -199,7 +217,9 @@ class OciInstance(Instance):
     def metadata(self) -> dict[str, object]:
         meta: dict[str, object] = {"runtime": self.rt.name, "cgroup_version": cgroup_version(),
                                    "seccomp": "docker-default (OCI bundle)" if self.spec.seccomp == "default"
-                                   else "unconfined"}
+                                   else "unconfined",
+                                   "user_namespace": "none (root inside is host root; InstanceSpec.userns is "
+                                                     "not mapped into the bundle)"}
         if self.ignored:
             meta["limits_ignored"] = sorted(self.ignored)
         return meta
@@ -225,6 +245,12 @@ class OciInstance(Instance):
                 self.rt.call(self.rt_root, "resume", self.container_id, check=False)
             self.rt.call(self.rt_root, "kill", self.container_id, "KILL", check=False)
             self.rt.call(self.rt_root, "delete", "--force", self.container_id, check=False)
+        try:
+            self.network.teardown()  # veth, address, DNAT rules (nothing for none and host)
+        except Exception as exc:  # the rest must still go; the network sweep finds the link by its name
+            network_error: Exception | None = exc
+        else:
+            network_error = None
         cgroup = make_cgroup(self.instance_id, self.spec)
         if any(p.is_dir() for p in cgroup.paths()):
             cgroup.freeze(False)  # frozen tasks cannot die
@@ -237,6 +263,8 @@ class OciInstance(Instance):
             raise InstanceError(f"{self.rt.name} {self.instance_id}: cgroup still busy: {', '.join(busy)}")
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self._destroyed = True
+        if network_error is not None:
+            raise InstanceError(f"{self.rt.name} {self.instance_id}: network teardown: {network_error}")
 
 
 class OciPlatform(Platform):
@@ -244,7 +272,14 @@ class OciPlatform(Platform):
 
     name = ""
     colour: str = "#8c8c8c"
-    network_modes = ("none",)
+
+    @property  # type: ignore[override]
+    def network_modes(self) -> tuple[str, ...]:
+        """Like our runtime's, wired by the same code: none, host, bridge, and nat where the host has
+        nftables with DNAT (runtime.network.nat)."""
+        from runtime.network.nat import nat_unavailable
+
+        return ("none", "host", "bridge") + (("nat",) if nat_unavailable() is None else ())
 
     def __init__(self, image: Image | None = None, **_options: object) -> None:
         self.image = image
@@ -273,9 +308,8 @@ class OciPlatform(Platform):
     def check_spec(self, spec: InstanceSpec) -> None:
         """SpecError for what this platform cannot honour at all (limits it can skip are ignored_limits)."""
         if spec.network not in self.network_modes:
-            raise SpecError(f"{self.name}: network mode {spec.network!r} is not available (only "
-                            f"{', '.join(self.network_modes)}: a bridge or nat link is not wired for OCI "
-                            "runtimes yet)")
+            raise SpecError(f"{self.name}: network mode {spec.network!r} is not available here (only "
+                            f"{', '.join(self.network_modes)})")
 
     def create(self, spec: InstanceSpec) -> OciInstance:
         self.check_spec(spec)
@@ -313,7 +347,8 @@ class OciPlatform(Platform):
             "rootfs": "overlay: the shared rootfs (read-only lower) + a writable upper under the scratch root",
             "init": " ".join(INIT_ARGV), "seccomp": "docker-default as an OCI seccomp section",
             "capabilities": "Docker's defaults", "network_modes": list(self.network_modes),
-            "network": "none only: bridge and nat are not wired for OCI runtimes yet"}
+            "network": "none: own netns; host: the host's; bridge/nat: a veth on the suite's bridge wired "
+                       "into the created container's netns before `start` (runtime.container.netsetup)"}
         if self.name == "crun" and hybrid.hybrid_host():
             env["hybrid_cgroup_workaround"] = hybrid.WORKAROUND
         return env

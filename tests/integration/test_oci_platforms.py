@@ -5,6 +5,7 @@ start or a destroy. Skips only when the runtime binary is not installed (the rea
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,8 @@ def test_create_exec_files_destroy(oci, tmp_path):
         lines = out.stdout.splitlines()
         assert lines[0] == "oci-probe" and lines[1] == "1 x" and lines[2].startswith("12")
         assert instance.exec(["sh", "-c", "exit 7"]).returncode == 7
+        assert int(instance.exec(["cat", "/sys/class/net/lo/flags"]).stdout, 16) & 1  # lo is up
+        assert instance.exec(["ls", "/sys/class/net"]).stdout.split() == ["lo"]  # network "none"
         # a writable layer over the read-only shared image; the image itself is untouched
         assert instance.exec(["sh", "-c", "echo w > /etc/isl-probe"]).ok
         assert not (oci.image.rootfs / "etc/isl-probe").exists()
@@ -112,11 +115,42 @@ def test_unconfined_spec_has_no_filter(oci):
         assert status.split()[1] == "0"
 
 
-def test_a_spec_it_cannot_honour_is_refused_before_anything_is_made(oci):
+def test_a_spec_it_cannot_honour_is_refused_before_anything_is_made(oci, monkeypatch):
+    import runtime.network.nat as nat
+
+    monkeypatch.setattr(nat, "nat_unavailable", lambda: "no DNAT here (test)")
+    assert "nat" not in oci.network_modes
     before = kind_dirs(oci.name)
-    with pytest.raises(SpecError, match=rf"{oci.name}: network mode 'bridge' is not available"):
-        oci.create(InstanceSpec(network="bridge"))
-    assert kind_dirs(oci.name) == before
+    with pytest.raises(SpecError, match=rf"{oci.name}: network mode 'nat' is not available here"):
+        oci.create(InstanceSpec(network="nat"))
+    assert {n for n in kind_dirs(oci.name) - before if not state.is_live(STATE_ROOT / n)} == set()
+
+
+def test_bridge_network_with_bandwidth_and_host_network(oci):
+    with oci.create(InstanceSpec(network="bridge", bandwidth=50 * 10**6)) as instance:
+        address = instance.address
+        assert address and instance.ignored_limits() == {}
+        inside = instance.exec(["ip", "-o", "-4", "addr", "show", "eth0"]).stdout
+        assert f" {address}/" in inside
+        gateway = instance.network.bridge.gateway  # the host's end of the suite bridge
+        with socket.create_server((gateway, 0)) as server:
+            server.settimeout(20)
+            port = server.getsockname()[1]
+            sent = instance.exec(["bash", "-c", "exec 3<>/dev/tcp/$0/$1 && echo hello-host >&3",
+                                  gateway, str(port)], timeout=20)
+            assert sent.ok, sent.stderr
+            conn, peer = server.accept()
+            with conn:
+                assert conn.recv(64) == b"hello-host\n" and peer[0] == address
+        host_link = f"isl{instance.instance_id.rsplit('-', 1)[-1]}"
+        assert Path(f"/sys/class/net/{host_link}").exists()
+        assert "tbf" in subprocess.run(["tc", "qdisc", "show", "dev", host_link], capture_output=True,
+                                       text=True).stdout
+    assert not Path(f"/sys/class/net/{host_link}").exists()
+    with oci.create(InstanceSpec(network="host")) as instance:
+        pid = instance.host_pids()[0]
+        assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+        assert instance.ignored_limits() == {} and instance.address is None
 
 
 def test_a_failed_start_leaves_nothing(oci):
@@ -124,8 +158,10 @@ def test_a_failed_start_leaves_nothing(oci):
     missing_cpu = os.cpu_count() + 60  # the runtime fails writing cpuset.cpus
     with pytest.raises(InstanceError, match=rf"{oci.name} create failed"):
         oci.create(InstanceSpec(cpuset=str(missing_cpu), memory=64 * 2**20))
-    assert kind_dirs(oci.name) == before
-    made = [line.split()[4] for line in open("/proc/self/mountinfo") if f"/{oci.name}-" in line.split()[4]]
+    assert {n for n in kind_dirs(oci.name) - before if not state.is_live(STATE_ROOT / n)} == set()
+    made = [point for line in open("/proc/self/mountinfo")
+            if (point := line.split()[4]).startswith(f"{STATE_ROOT}/{oci.name}-")
+            and not state.is_live(STATE_ROOT / Path(point).relative_to(STATE_ROOT).parts[0])]
     cgroups = [p for p in CGROUP.glob(f"*/{CGROUP_PARENT}/{oci.name}-*")
                if p.name not in before and not state.is_live(STATE_ROOT / p.name)]
     assert made == [] and cgroups == []
