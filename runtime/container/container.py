@@ -498,7 +498,10 @@ class Container:
             raise InstanceError(f"container {instance_id}: unreadable {path}: {exc}") from exc
         if not isinstance(data, dict) or "spec" not in data:
             raise InstanceError(f"container {instance_id}: {path} is not a complete container record (yet)")
-        spec = InstanceSpec(**data["spec"])
+        try:
+            spec = InstanceSpec(**data["spec"])
+        except (TypeError, ValueError, IsolabError) as exc:  # another isolab version's (or a broken) record
+            raise InstanceError(f"container {instance_id}: {path} has a spec this version cannot read: {exc}") from exc
         container = cls(spec, data["layers"], data.get("argv"), image_name=data.get("image", "base"),
                         instance_id=instance_id)
         container.pid = data.get("pid")

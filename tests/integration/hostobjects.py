@@ -29,8 +29,25 @@ def _live_tokens() -> set[str]:
             if not _mine_or_dead(p)}
 
 
-def leftovers(results: Path | None = None) -> list[str]:
-    """Everything isolab made that belongs to no live process (a dead run's objects)."""
+def owned_tokens(pids: set[int]) -> set[str]:
+    """Id tokens of the instances these processes own right now (their links, netns, cgroups carry them)."""
+    return {p.name.rsplit("-", 1)[1] for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
+            if state.owner_pid(p) in pids}
+
+
+def leftovers(results: Path | None = None, tokens: set[str] | None = None) -> list[str]:
+    """What isolab made that belongs to no live process (a dead run's objects); with `tokens`, only the
+    objects of those instances (and processes tied to `results`): other test sessions or runs on a shared
+    host may leave their own, which are not the tested run's."""
+    found = _leftovers(results)
+    if tokens is None:
+        return found
+    return [item for item in found if any(t in item for t in tokens)
+            or (item.startswith("process ") and results is not None and str(results) in item)
+            or item == "nft table ip isolab"]
+
+
+def _leftovers(results: Path | None) -> list[str]:
     live = _live_tokens()
     found = [f"state {p}" for root in (STATE_ROOT, VM_STATE_ROOT) for p in state.instances(root)
              if _mine_or_dead(p)]

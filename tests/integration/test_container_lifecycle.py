@@ -230,13 +230,14 @@ def test_cli_commit_images_rmi(image, require_root, tmp_path):
 def test_zz_host_left_clean(require_root):
     """Runs last in this module: no container of a dead runtime remains, no container mount on the host.
     (Containers of a harness running at the same time may exist; native's nat-* mounts are not ours.)"""
+    from runtime import state
+    from runtime.network.bridge import _entry_alive
+
     assert "isolab/ct-" not in open("/proc/self/mounts").read()
     if STATE_ROOT.is_dir():
-        assert all(_owner_alive(p) for p in STATE_ROOT.glob("ct-*"))
+        assert all(_owner_alive(p) or state.is_kept(p) for p in STATE_ROOT.glob("ct-*"))
     live = {p.name for p in STATE_ROOT.glob("ct-*")} if STATE_ROOT.is_dir() else set()
     assert {p.name for parent in cgroup_parents() for p in parent.glob("ct-*")} <= live
     for book in (STATE_ROOT / "net").glob("*.json") if (STATE_ROOT / "net").is_dir() else []:
         for entry in json.loads(book.read_text() or "{}").values():  # only running processes hold addresses
-            from runtime import state
-
-            assert state.Owner(int(entry["pid"]), int(entry["start"])).alive()
+            assert _entry_alive(entry)

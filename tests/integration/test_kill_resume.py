@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from hostobjects import bench_env as _env
-from hostobjects import leftovers
+from hostobjects import leftovers, owned_tokens
 
 from runtime import state
 from runtime.linux.process import process_cmdline, process_root, processes
@@ -97,8 +97,10 @@ TRIGGERS: dict[str, Trigger] = {
 }
 
 
-def _kill_at(proc: subprocess.Popen[bytes], point: str, results: Path, rng: random.Random, budget_s: float) -> str:
-    """Wait for the kill point, SIGKILL the run there; returns what happened."""
+def _kill_at(proc: subprocess.Popen[bytes], point: str, results: Path, rng: random.Random, budget_s: float,
+             tokens: set[str]) -> str:
+    """Wait for the kill point, SIGKILL the run there; returns what happened. `tokens` collects the ids of
+    the instances the run owned meanwhile (what it may leave behind when killed)."""
     began = time.monotonic()
     def after(_pid: int, _results: Path) -> bool:
         return time.monotonic() - began >= float(point[3:-2])
@@ -107,10 +109,12 @@ def _kill_at(proc: subprocess.Popen[bytes], point: str, results: Path, rng: rand
     while time.monotonic() - began < budget_s:
         if proc.poll() is not None:
             return f"{point}: the run ended (exit {proc.returncode}) before the kill point"
+        tokens |= owned_tokens({proc.pid})
         if condition(proc.pid, results):
             time.sleep(rng.uniform(*delay))
             if proc.poll() is not None:
                 return f"{point}: the run ended (exit {proc.returncode}) before the kill point"
+            tokens |= owned_tokens({proc.pid})
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return f"{point}: killed after {time.monotonic() - began:.2f} s"
@@ -152,11 +156,12 @@ def test_kill_anywhere_then_cleanup_and_resume(image, require_root, tmp_path):
     for point in points:
         args = ["run", *RUN] if run_id is None else ["run", "--resume", run_id]
         proc = _bench(args, results, log)
-        outcome = _kill_at(proc, point, results, rng, budget_s=600)
+        tokens: set[str] = set()
+        outcome = _kill_at(proc, point, results, rng, budget_s=600, tokens=tokens)
         runs = sorted(results.glob("*/run.json"))
         run_id = runs[-1].parent.name if runs else None
         removed = _cleanup(results)
-        left = leftovers(results)
+        left = leftovers(results, tokens)
         report.append(f"{outcome}; cleanup: {removed.strip().splitlines()[-1] if removed.strip() else '-'}; "
                       f"left: {left}")
         assert left == [], f"after kill point {outcome}: {left}"
@@ -170,7 +175,7 @@ def test_kill_anywhere_then_cleanup_and_resume(image, require_root, tmp_path):
     print("\n".join(report))
     assert _status(results) == "complete"
     assert _sample_counts(results) == expected
-    assert leftovers(results) == []
+    assert not [p for p in processes() if any(str(results) in a for a in process_cmdline(p))]
 
 
 def _domain_of(pid: int) -> bool:
@@ -203,11 +208,12 @@ def test_kill_during_vm_boot_then_cleanup(image, require_root, tmp_path):
         assert time.monotonic() - began < 300, "the VM was never defined"
         time.sleep(0.05)
     time.sleep(rng.uniform(0.0, 3.0))  # somewhere in QEMU start / kernel / init / agent
+    tokens = owned_tokens({proc.pid})
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     removed = _cleanup(results)
     assert "domain isolab-vm-" in removed
-    assert leftovers(results) == []
+    assert leftovers(results, tokens) == []
 
 
 def test_kill_during_image_build_then_cleanup(require_root, tmp_path):
