@@ -5,6 +5,7 @@ then the empty parents."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,10 +31,14 @@ def cgroup_parents() -> list[Path]:
     return sorted(roots)
 
 
-def sweep_cgroups(live: Callable[[str], bool]) -> list[str]:
+def sweep_cgroups(live: Callable[[str], bool], timeout: float = 20.0) -> list[str]:
     """Remove every `isolab/<instance id>` cgroup for which live(id) is False, killing its processes, and
-    other empty cgroups under `isolab/`; returns the removed paths."""
+    other empty cgroups under `isolab/`; returns the removed paths.
+
+    All dead cgroups of all hierarchies are emptied first and removed after: a killed workload may take
+    seconds to exit on a loaded host (unmapping its memory), and v1 keeps one cgroup per hierarchy."""
     removed: list[str] = []
+    dead: list[Path] = []
     for parent in cgroup_parents():
         if not parent.is_dir():
             continue
@@ -42,13 +47,16 @@ def sweep_cgroups(live: Callable[[str], bool]) -> list[str]:
                 # not an instance's (e.g. a benchmark's own cgroup): removed only when nothing runs in it
                 if not read(child / "cgroup.procs").split() and rmdir_retry(child, timeout=0.1):
                     removed.append(str(child))
-                continue
-            if live(child.name):
-                continue
-            thaw(child)  # a run killed while an instance was frozen (interleaved) leaves it frozen
-            kill_procs(child / "cgroup.procs")
-            if rmdir_retry(child):
-                removed.append(str(child))
-        if not any(p.is_dir() for p in parent.iterdir()) and rmdir_retry(parent, timeout=0.1):
+            elif not live(child.name):
+                thaw(child)  # a run killed while an instance was frozen (interleaved) leaves it frozen
+                kill_procs(child / "cgroup.procs")
+                dead.append(child)
+    deadline = time.monotonic() + timeout
+    for child in dead:
+        kill_procs(child / "cgroup.procs")  # (a process may have been forked into it meanwhile)
+        if rmdir_retry(child, timeout=max(0.1, deadline - time.monotonic())):
+            removed.append(str(child))
+    for parent in cgroup_parents():
+        if parent.is_dir() and not any(p.is_dir() for p in parent.iterdir()) and rmdir_retry(parent, timeout=0.1):
             removed.append(str(parent))
     return removed
