@@ -146,3 +146,41 @@ def test_commit_of_a_userns_container_gives_image_ids(image, require_root, tmp_p
         plain.start()
         out = plain.exec(["sh", "-c", "stat -c %u /opt/app/f /opt/app/suid; test -e /etc/issue || echo gone"])
         assert out.stdout.split() == ["1000", "0", "gone"]
+
+
+def test_cli_exec_and_commit_of_a_userns_container(image, require_root, tmp_path):
+    """Another runtime process (the CLI) joins the user namespace to exec, and commits with image ids."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    cidfile = tmp_path / "cid"
+    runner = subprocess.Popen([sys.executable, "-m", "runtime", "run", "--userns", "--cidfile", str(cidfile), "--",
+                               "sh", "-c", "echo hi > /root/note; sleep 60"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    name = f"isl-userns-cli-{os.getpid()}"
+    cid = ""
+    try:
+        for _ in range(200):
+            if cidfile.exists() and (cid := cidfile.read_text().strip()) and cid in cli("ps", "-q").stdout:
+                break
+            time.sleep(0.05)
+        probe = cli("exec", cid, "--", "sh", "-c", "cat /proc/self/uid_map; id -u; test -f /root/note && exit 4")
+        assert probe.returncode == 4, probe.stderr
+        assert probe.stdout.split() == ["0", str(HOST_ROOT), "65536", "0"]
+        assert cli("kill", "-s", "TERM", cid).returncode == 0
+        runner.wait(timeout=20)
+        committed = cli("commit", cid, name)
+        assert committed.returncode == 0, committed.stderr
+        with Container(InstanceSpec(), LayerStore(image.rootfs).resolve(name)) as plain:
+            plain.start()
+            assert plain.exec(["stat", "-c", "%u", "/root/note"]).stdout.strip() == "0"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        if cid:
+            cli("rm", cid)
+        cli("rmi", name)
