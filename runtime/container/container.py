@@ -100,6 +100,7 @@ class Container:
         # user namespace: the ids its root maps to, and the first process's working directory
         self.mapping: idmap.IdMapping | None = userns.SUITE_MAPPING if spec.userns else None
         self.userns_dir = self.state_dir / userns.WORKDIR
+        self.userns_layers: str | None = None  # how the layers were mapped (idmapped mounts, chowned copies)
         self.env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "HOSTNAME": spec.hostname,
                     **spec.env, **(env or {})}
         self.cgroup: Cgroup = make_cgroup(self.instance_id, spec)
@@ -177,8 +178,8 @@ class Container:
             if self.mapping is None:
                 self.pid = namespaces.fork_pid1(lambda: self._child(pipes))
             else:
-                self.pid = namespaces.fork_pid1_userns(lambda: self._child(pipes), self._mount_userns_root,
-                                                       self.userns_dir)
+                self.pid, self.userns_layers = namespaces.fork_pid1_userns(
+                    lambda: self._child(pipes), self._mount_userns_root, self.userns_dir)
             for end in ("ready_w", "sync_w", "go_r"):
                 if end in pipes:
                     os.close(pipes.pop(end))
@@ -263,10 +264,10 @@ class Container:
         phases["network"] = parent["network"]
         phases["exec"] = ready - marks["go"]
 
-    def _mount_userns_root(self, pid: int) -> None:
+    def _mount_userns_root(self, pid: int) -> str:
         """In the user namespace helper (host root): maps, idmapped layers, overlay and volume."""
         assert self.mapping is not None
-        userns.mount_root(pid, self.userns_dir, self.layers, self.upper, self.work, self.volatile,
+        return userns.mount_root(pid, self.userns_dir, self.layers, self.upper, self.work, self.volatile,
                           self.volume, self.mapping)
 
     # ---- inside the child (pid 1 of the new pid namespace) ----------------------------------------

@@ -63,9 +63,10 @@ def fork_pid1(child: Callable[[], None]) -> int:
     return pid
 
 
-def fork_pid1_userns(child: Callable[[], None], setup: Callable[[int], None], workdir: Path) -> int:
+def fork_pid1_userns(child: Callable[[], None], setup: Callable[[int], str], workdir: Path) -> tuple[int, str]:
     """Clone `child` as pid 1 of a new user + pid namespace, in `workdir`, sharing a private mount namespace
-    with a helper that runs `setup(pid)` as host root first (maps, mounts); returns pid 1's host pid."""
+    with a helper that runs `setup(pid)` as host root first (maps, mounts); returns pid 1's host pid and
+    the one-line note `setup` returned."""
     info_r, info_w = os.pipe()
     try:
         with forking():
@@ -82,16 +83,18 @@ def fork_pid1_userns(child: Callable[[], None], setup: Callable[[int], None], wo
         if info_w >= 0:
             os.close(info_w)
     os.waitpid(helper, 0)
-    pid, error = 0, "the helper died"
+    pid, error, note = 0, "the helper died", ""
     for line in b"".join(chunks).decode(errors="replace").splitlines():
         if line.startswith("P"):
             pid = int(line[1:])
+        elif line.startswith("N"):
+            note = line[1:]
         elif line.startswith("E"):
             error = line[1:]
         elif line == "OK":
             error = ""
     if pid and not error:
-        return pid
+        return pid, note
     if pid:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -101,7 +104,7 @@ def fork_pid1_userns(child: Callable[[], None], setup: Callable[[int], None], wo
     raise InstanceError(f"user namespace setup: {error}")
 
 
-def _userns_helper(child: Callable[[], None], setup: Callable[[int], None], workdir: Path,
+def _userns_helper(child: Callable[[], None], setup: Callable[[int], str], workdir: Path,
                    info_r: int, info_w: int) -> None:
     """The helper (host root, never returns): private mounts, clone pid 1, setup(pid 1), release it."""
     try:
@@ -122,7 +125,8 @@ def _userns_helper(child: Callable[[], None], setup: Callable[[int], None], work
                 os._exit(127)
         os.close(gate_r)
         os.write(info_w, f"P{pid}\n".encode())
-        setup(pid)
+        note = setup(pid)
+        os.write(info_w, ("N" + note.replace("\n", " ") + "\n").encode())
         os.write(gate_w, b"g")
         os.write(info_w, b"OK\n")
         os._exit(0)

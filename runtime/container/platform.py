@@ -77,6 +77,7 @@ class ContainerInstance(Instance):
                                    "seccomp": self.container.seccomp_description()}
         if self.container.mapping is not None:
             meta["userns"] = userns.describe(self.container.mapping)
+            meta["userns_layers"] = self.container.userns_layers or "unknown"
         if self.container.ignored:
             meta["limits_ignored"] = sorted(self.container.ignored)
         return meta
@@ -165,7 +166,9 @@ class ContainerUsernsPlatform(ContainerPlatform):
 
     def environment(self) -> dict[str, object]:
         return {**super().environment(), "namespaces": "user pid mnt uts ipc net",
-                "userns": userns.describe(), "layers": "idmapped mounts (mount_setattr MOUNT_ATTR_IDMAP)"}
+                "userns": userns.describe(),
+                "layers": "idmapped mounts (mount_setattr MOUNT_ATTR_IDMAP) where the layers' filesystem allows, "
+                          "else chowned copies cached beside the layer (per sample: userns_layers)"}
 
 
 __all__ = ["ContainerInstance", "ContainerPlatform", "ContainerUsernsPlatform", "Instance"]

@@ -17,15 +17,22 @@ trusted.* xattrs (opaque directories of committed layers work as without a user 
 then finishes the tree itself (runtime.container.rootfs.finish_root): it reaches the root through its working
 directory, a directory owned by the mapped root, so the instance's state directory stays 0700.
 
-No chowned-copy fallback: this runtime needs idmapped mounts on the layers' filesystem (Linux >= 5.19 for
-overlayfs on idmapped layers; ext4, xfs, btrfs, tmpfs since 6.3); without them `userns=True` fails with one
-clear error.
+Where a layer's filesystem cannot be idmapped (before Linux 5.19 for overlayfs on idmapped layers; ext4, xfs
+and btrfs allow it since 5.12-5.15, tmpfs since 6.3), the helper falls back to a chowned copy of that layer
+(every owner shifted into the mapping), built once and cached beside the layer, keyed by the mapping:
+<layer>.userns-100000-65536/fs in a root-only directory (the image hash is in the base layer's path; a
+committed layer is immutable). ISOLAB_USERNS_COPY=1 forces the copies, ISOLAB_USERNS_COPY=<dir>:<dir> for
+those layers only (to test the fallback on a kernel that has idmapped mounts). Which of the two ran is in
+every sample's metadata (`userns_layers`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,6 +43,12 @@ from runtime.linux import idmap
 SUITE_MAPPING = idmap.IdMapping(first=100000, count=65536)
 #: The directory (inside the instance's state dir) the container's first process starts in.
 WORKDIR = "userns"
+#: "1": chowned copies of every layer even where idmapped mounts work; "<dir>:<dir>": of these layers.
+FORCE_COPY_ENV = "ISOLAB_USERNS_COPY"
+IDMAPPED = "idmapped mounts"
+COPIES = "chowned copies"
+# mount_setattr(MOUNT_ATTR_IDMAP) on a filesystem or kernel without idmapped mounts
+_NO_IDMAP = (errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 def prepare_dirs(workdir: Path, upper: Path, volume: Path | None,
@@ -49,30 +62,74 @@ def prepare_dirs(workdir: Path, upper: Path, volume: Path | None,
 
 
 def mount_root(pid: int, workdir: Path, lowers: Sequence[Path], upper: Path, work: Path,
-               volatile: bool, volume: Path | None, mapping: idmap.IdMapping = SUITE_MAPPING) -> None:
+               volatile: bool, volume: Path | None, mapping: idmap.IdMapping = SUITE_MAPPING) -> str:
     """In the helper (host root, in the private mount namespace the first process shares): write `pid`'s
-    maps, mount each layer idmapped into its user namespace, then the overlay and the volume at
-    `workdir`/root."""
+    maps, mount each layer idmapped into its user namespace (or use its chowned copy), then the overlay and
+    the volume at `workdir`/root. Returns how the layers were mapped (IDMAPPED, COPIES or both)."""
     idmap.write_maps(pid, mapping)
+    forced = os.environ.get(FORCE_COPY_ENV, "")
+    copy = forced == "1"
+    used = set()
     userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     try:
         mapped = []
         for index, layer in enumerate(lowers):
-            target = workdir / f"lower{index}"
-            target.mkdir(0o700)
-            try:
-                mount_fd = idmap.idmapped_clone(str(layer), userns_fd)
-            except OSError as exc:
-                raise OSError(exc.errno, f"{exc.strerror} (idmapped mounts unsupported on the layer's "
-                                         "filesystem here; this runtime has no chowned-copy fallback)") from exc
-            try:
-                idmap.attach(mount_fd, str(target))
-            finally:
-                os.close(mount_fd)
-            mapped.append(target)
+            if not copy and str(layer) not in forced.split(":"):
+                target = workdir / f"lower{index}"
+                target.mkdir(0o700)
+                try:
+                    mount_fd = idmap.idmapped_clone(str(layer), userns_fd)
+                except OSError as exc:
+                    if exc.errno not in _NO_IDMAP:
+                        raise
+                    copy = True  # this kernel or filesystem: copies for the rest too
+                else:
+                    try:
+                        idmap.attach(mount_fd, str(target))
+                    finally:
+                        os.close(mount_fd)
+                    mapped.append(target)
+                    used.add(IDMAPPED)
+                    continue
+            mapped.append(chowned_copy(Path(layer), mapping))
+            used.add(COPIES)
     finally:
         os.close(userns_fd)
     rootfs.mount_layers(mapped, upper, work, workdir / "root", volatile, volume)
+    return " + ".join(sorted(used))
+
+
+def copy_path(layer: Path, mapping: idmap.IdMapping = SUITE_MAPPING) -> Path:
+    """Where the chowned copy of `layer` for `mapping` lives: beside the layer, in a root-only directory."""
+    return layer.parent / f"{layer.name}.userns-{mapping.first}-{mapping.count}" / "fs"
+
+
+def chowned_copy(layer: Path, mapping: idmap.IdMapping = SUITE_MAPPING) -> Path:
+    """The layer with every owner shifted into the mapping (built once: `cp -a`, then lchown), cached."""
+    target = copy_path(layer, mapping)
+    if target.is_dir():
+        return target
+    holder = target.parent
+    holder.mkdir(0o700, exist_ok=True)
+    partial = holder / f".fs.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        proc = subprocess.run(["cp", "-a", f"{layer}/.", str(partial)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OSError(errno.EIO, f"chowned copy of {layer}: cp -a: {proc.stderr.strip()[-300:]}")
+
+        def outside(value: int) -> int:
+            return mapping.first + value if 0 <= value < mapping.count else value
+
+        _shift_tree(partial, outside)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            if not target.is_dir():  # (else another runtime finished the same copy first)
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def unshift_tree(top: Path, mapping: idmap.IdMapping = SUITE_MAPPING) -> None:
@@ -82,15 +139,19 @@ def unshift_tree(top: Path, mapping: idmap.IdMapping = SUITE_MAPPING) -> None:
     def inside(value: int) -> int:
         return value - mapping.first if mapping.first <= value < mapping.first + mapping.count else value
 
-    _unshift(str(top), inside)
+    _shift_tree(top, inside)
+
+
+def _shift_tree(top: Path, shift: Callable[[int], int]) -> None:
+    _shift(str(top), shift)
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames + filenames:
-            _unshift(os.path.join(dirpath, name), inside)
+            _shift(os.path.join(dirpath, name), shift)
 
 
-def _unshift(path: str, inside: Callable[[int], int]) -> None:
+def _shift(path: str, shift: Callable[[int], int]) -> None:
     st = os.lstat(path)
-    uid, gid = inside(st.st_uid), inside(st.st_gid)
+    uid, gid = shift(st.st_uid), shift(st.st_gid)
     if (uid, gid) == (st.st_uid, st.st_gid):
         return
     os.chown(path, uid, gid, follow_symlinks=False)

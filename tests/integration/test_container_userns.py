@@ -184,3 +184,29 @@ def test_cli_exec_and_commit_of_a_userns_container(image, require_root, tmp_path
         if cid:
             cli("rm", cid)
         cli("rmi", name)
+
+
+def test_chowned_copy_fallback(image, require_root, tmp_path, monkeypatch):
+    """Where a layer cannot be idmapped the helper uses a chowned copy beside it (forced here for one small
+    layer: this kernel has idmapped mounts); the image below stays idmapped."""
+    from runtime.container import userns
+
+    layer = tmp_path / "layer"
+    (layer / "opt" / "tool").mkdir(parents=True)
+    (layer / "opt" / "tool" / "conf").write_text("v1\n")
+    os.chown(layer / "opt" / "tool" / "conf", 1000, 1000)
+    (layer / "opt" / "tool" / "suid").write_text("#!/bin/sh\n")
+    os.chmod(layer / "opt" / "tool" / "suid", 0o4755)
+    monkeypatch.setenv(userns.FORCE_COPY_ENV, str(layer))
+    platform = ContainerUsernsPlatform(image, layers=[layer])
+    with platform.create(InstanceSpec()) as instance:
+        assert instance.metadata()["userns_layers"] == "chowned copies + idmapped mounts"
+        out = instance.exec(["stat", "-c", "%u:%g %a %n", "/opt/tool", "/opt/tool/conf", "/opt/tool/suid",
+                             "/etc/passwd"]).stdout.splitlines()
+        assert [line.split()[0] for line in out] == ["0:0", "1000:1000", "0:0", "0:0"], out
+        assert out[2].split()[1] == "4755"  # the mode survives the chown
+    copy = userns.copy_path(layer)
+    assert copy.is_dir() and (copy / "opt" / "tool" / "conf").stat().st_uid == HOST_ROOT + 1000
+    assert copy.parent.stat().st_mode & 0o777 == 0o700  # setuid files of the copy: root-only
+    assert (layer / "opt" / "tool" / "conf").stat().st_uid == 1000  # the layer itself is untouched
+    assert userns.chowned_copy(layer) == copy  # cached: the next start reuses it
