@@ -70,16 +70,17 @@ FULL = ("tests/integration/test_container_*.py", "tests/integration/test_device_
 #: pids.max (read back, and held against a workload's attempt to lift them), memory.events (the OOM kill),
 #: io.max and the platform contract, pid 1 in the one cgroup, the BPF device filter (mknod + read of the
 #: guest's root disk, Docker's default devices still usable, the filter on the bare cgroup2 hierarchy).
+#: ("[plain]": without a user namespace; the full subset runs the "[userns]" variants too.)
 SMOKE = (
     "tests/integration/test_container_limits.py::test_limits_read_back_from_the_kernel",
-    "tests/integration/test_container_limits.py::test_memory_limit_oom_kills_hog_not_host",
-    "tests/integration/test_container_limits.py::test_pids_max_stops_fork_bomb",
+    "tests/integration/test_container_limits.py::test_memory_limit_oom_kills_hog_not_host[plain]",
+    "tests/integration/test_container_limits.py::test_pids_max_stops_fork_bomb[plain]",
     "tests/integration/test_container_lifecycle.py::test_platform_contract",
-    "tests/integration/test_container_lockdown.py::test_workload_cannot_lift_its_own_limits",
-    "tests/integration/test_container_lockdown.py::test_pid1_is_in_every_cgroup_of_the_container",
+    "tests/integration/test_container_lockdown.py::test_workload_cannot_lift_its_own_limits[plain]",
+    "tests/integration/test_container_lockdown.py::test_pid1_is_in_every_cgroup_of_the_container[plain]",
     "tests/integration/test_device_policy.py::test_bpf_device_filter_on_cgroup2",
-    "tests/integration/test_device_policy.py::test_mknod_and_read_of_host_root_disk_fail",
-    "tests/integration/test_device_policy.py::test_default_devices_still_work",
+    "tests/integration/test_device_policy.py::test_mknod_and_read_of_host_root_disk_fail[plain]",
+    "tests/integration/test_device_policy.py::test_default_devices_still_work[plain]",
 )
 SUBSETS = {"smoke": SMOKE, "full": FULL}
 
