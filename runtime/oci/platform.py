@@ -176,7 +176,7 @@ class OciInstance(Instance):
 
     def _root_for(self, remote: str) -> tuple[Path, str]:
         """The host directory that holds `remote` and the path below it (the volume is not in the root)."""
-        norm = os.path.normpath("/" + remote)
+        norm = os.path.normpath("/" + remote.lstrip("/"))  # (normpath keeps a leading "//")
         if self.volume is not None and (norm == VOLUME_DIR or norm.startswith(VOLUME_DIR + "/")):
             return self.volume, norm[len(VOLUME_DIR):] or "/"
         return self.root, remote

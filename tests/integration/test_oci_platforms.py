@@ -14,7 +14,7 @@ import pytest
 
 from runtime import state
 from runtime.container.hardening import DEFAULT_CAP_MASK
-from runtime.errors import InstanceError, PlatformUnavailable, SpecError
+from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.naming import CGROUP_PARENT, SCRATCH_ROOT, STATE_ROOT
 from runtime.platform import load_platform
 from runtime.spec import InstanceSpec
@@ -208,4 +208,26 @@ def test_cleanup_sweeps_the_container_of_a_killed_run(oci):
     sweep(vms=False)
     oci.cleanup_leftovers()
     assert dead(pid)
+    assert traces(instance_id) == []
+
+
+def test_exec_timeout_kills_the_command(oci):
+    with oci.create(InstanceSpec()) as instance:
+        with pytest.raises(ExecTimeout, match="did not finish in 1 s"):
+            instance.exec(["sleep", "300"], timeout=1)
+        # only pid 1 (`sleep infinity`) still sleeps; the killed one is at most a zombie (its parent outside)
+        procs = instance.exec(["ps", "-eo", "stat=,comm="]).stdout.split("\n")
+        assert [p for p in procs if p.split()[1:] == ["sleep"] and not p.startswith("Z")] == [procs[0]]
+
+
+def test_volume_is_a_host_directory_past_the_overlay(oci, tmp_path):
+    with oci.create(InstanceSpec(volume=True)) as instance:
+        assert instance.exec(["sh", "-c", "echo v > /mnt/data"]).ok
+        assert instance.disk_usage_bytes() < 64 * 1024  # not in the writable layer
+        (tmp_path / "in").write_text("to-volume")
+        instance.put_file(tmp_path / "in", "/mnt/in")
+        assert instance.exec(["cat", "/mnt/in"]).stdout == "to-volume"
+        instance.get_file("/mnt/data", tmp_path / "out")
+        assert (tmp_path / "out").read_text() == "v\n"
+        instance_id = instance.instance_id
     assert traces(instance_id) == []
