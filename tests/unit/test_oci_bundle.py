@@ -51,3 +51,17 @@ def test_default_platforms_and_all():
     assert RunConfig().platforms == tuple(default_platform_names())
     assert parse_selection(None, "cpu", "quick", None).platforms == tuple(default_platform_names())
     assert parse_selection("all", "cpu", "quick", None).platforms == tuple(platform_names())
+
+
+def test_a_missing_runtime_binary_is_one_clear_reason(monkeypatch):
+    import shutil
+
+    import pytest
+
+    from runtime.errors import PlatformUnavailable
+    from runtime.oci.platform import CrunPlatform, RuncPlatform
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    for cls in (CrunPlatform, RuncPlatform):
+        with pytest.raises(PlatformUnavailable, match=rf"^{cls.name}: the {cls.name} binary is not on PATH"):
+            cls(image=None).check_available()
