@@ -87,9 +87,11 @@ class VmPlatform(Platform):
             except libvirt.libvirtError as exc:
                 raise PlatformUnavailable(f"vm: libvirt capabilities unreadable: {exc.get_error_message()}") from exc
             state.ensure_root(VM_STATE_ROOT, 0o755)  # QEMU searches it for its instance's files
-            # QEMU reads the shared image through its mode; its other files live in the state dir.
-            paths = [VM_STATE_ROOT] + ([self.image.ext4] if self.image is not None else [])
+            # What QEMU opens: its instance's files in the state dir, the shared kernel and initramfs
+            # (libvirt chowns them, their directory must let QEMU through), the shared image (read only).
+            paths = [VM_STATE_ROOT]
             if self.image is not None:
+                paths += [self.image.vmlinux, self.image.initramfs, self.image.ext4]
                 confinement.reclaim_shared_image(self.image.ext4)
             self._confinement = confinement.plan(security, confinement.host_mac(), paths)
         return self._confinement
