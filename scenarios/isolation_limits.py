@@ -13,7 +13,7 @@ for a limit and measures, from inside, what the workload got:
                   OOM killer (the container's cgroup, or the guest kernel) ended it; a guest's own
                   kernel lives inside its memory, so a VM gives the workload less than the limit
 Samples per case (variant: `limit`, `requested`): `limit_achieved_ratio` (achieved ÷ requested, 1 is
-exact; the report shows the error in %), `limit_achieved` in the request's unit, `limit_settle_s` (an
+exact; the report shows the error in %), `limit_achieved_<unit>` in the request's unit, `limit_settle_s` (an
 upper bound at the tool's reporting resolution: when the rate entered ±15 % of its settled value and
 stayed), and `limit_enforced` (yes/no). A limit the platform does not enforce (InstanceSpec limits it
 reports in `ignored_limits()`) is recorded as not enforced with the reason and is never measured as
@@ -46,16 +46,19 @@ DESCRIPTION = "limit accuracy: cpu quota, cpuset, disk and network caps, memory 
 TOOLS = ("sysbench", "fio", "iperf3", "perl")
 MIB = 2**20
 _KEYS = ("limit", "requested")
+#: what was achieved, in the request's unit: one metric per unit (the sanity layer checks each unit)
+ACHIEVED_METRICS = {"cpus": "limit_achieved_cpus", "MiB/s": "limit_achieved_mib_s", "IOPS": "limit_achieved_iops",
+                    "Mbit/s": "limit_achieved_mbit_s", "MiB": "limit_achieved_mib"}
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "limit_achieved_ratio": ("ratio", _KEYS),
-    "limit_achieved": ("in the request's unit", _KEYS),
+    **{metric: (unit, _KEYS) for unit, metric in ACHIEVED_METRICS.items()},
     "limit_settle_s": ("s", _KEYS),
     "limit_enforced": ("yes/no", _KEYS),
 }
 RANGES: dict[str, Range] = {
     # achieved ÷ requested: 100x the request is a broken measurement, not a loose limit
     "limit_achieved_ratio": Range("none", 100.0, "100 times the requested limit"),
-    "limit_achieved": Range("none"),
+    **{metric: Range("none") for metric in ACHIEVED_METRICS.values()},
     "limit_settle_s": Range("lower", DAY_S, "a day"),
     "limit_enforced": Range("none", 1.0, "an answer: 0 not enforced, 1 enforced", zero_ok=True),
 }
@@ -117,7 +120,7 @@ class Case:
         out = [Sample("limit_enforced", 1.0 if self.enforced else 0.0, "yes/no", meta)]
         if self.enforced and self.achieved is not None:
             out.append(Sample("limit_achieved_ratio", self.achieved / self.requested, "ratio", meta))
-            out.append(Sample("limit_achieved", self.achieved, self.unit, meta))
+            out.append(Sample(ACHIEVED_METRICS[self.unit], self.achieved, self.unit, meta))
         if self.enforced and self.settle_s is not None:
             out.append(Sample("limit_settle_s", self.settle_s, "s", meta))
         return out

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from bench.sanity import check_repetition
 from runtime.container.platform import ContainerPlatform
 from runtime.native import NativePlatform
 from scenarios import isolation_limits as limits
@@ -15,6 +16,7 @@ PARAMS = {**limits.PROFILES["quick"], "seconds": 4}
 def run(platform):
     raws: dict[str, str] = {}
     samples = limits.run_platform(platform, PARAMS, lambda name, text: raws.__setitem__(name, text))
+    samples = check_repetition(limits, samples)  # what the harness stores: units and ranges as declared
     return samples, {r["limit"]: r for r in json.loads(raws["limits.json"])}, raws
 
 

@@ -66,7 +66,7 @@ def test_plan_rounds_hold_the_kth_value_of_every_list():
 def test_case_samples_and_ratio():
     case = limits.Case("disk_read_bps", 10.0, "MiB/s", "io_read_bps", achieved=9.5, settle_s=1.5)
     by_metric = {s.metric: s.value for s in case.samples()}
-    assert by_metric == {"limit_enforced": 1.0, "limit_achieved_ratio": 0.95, "limit_achieved": 9.5,
+    assert by_metric == {"limit_enforced": 1.0, "limit_achieved_ratio": 0.95, "limit_achieved_mib_s": 9.5,
                          "limit_settle_s": 1.5}
     ignored = limits.Case("memory", 256.0, "MiB", "memory", enforced=False, note="not enforced")
     assert [(s.metric, s.value) for s in ignored.samples()] == [("limit_enforced", 0.0)]
