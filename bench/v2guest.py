@@ -327,14 +327,15 @@ def run_in_guest(image: Image, tests: list[str], *, timeout: float = 3600, boot_
             junit = f"{GUEST_DIR}/junit.xml"
             argv = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
                     f"--junitxml={junit}", *tests]
-            script = f"cd {GUEST_DIR}/src && exec {shlex.join(argv)}"
+            # past the timeout pytest gets SIGINT: it stops and still writes the report of what ran
+            script = f"cd {GUEST_DIR}/src && exec timeout -s INT -k 120 {int(timeout)} {shlex.join(argv)}"
             env = {"PYTHONPATH": f"{GUEST_DIR}/src:{GUEST_DIR}/site", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                    "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": f"{GUEST_DIR}/tmp"}
             if platform.accel.accel == "tcg":
                 env["ISOLAB_TIMEOUT_SCALE"] = str(TCG_TIMEOUT_SCALE)
             progress(f"running pytest on {len(tests)} test path(s) in the guest")
             t0 = time.perf_counter()
-            result = vm.exec(["sh", "-c", script], timeout=timeout, env=env)
+            result = vm.exec(["sh", "-c", script], timeout=timeout + 300, env=env)
             timings["pytest_s"] = time.perf_counter() - t0
             local = Path(tmp) / "junit.xml"
             try:
