@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from runtime.errors import SpecError
-from runtime.platform import default_platform_names, platform_names, validate_platform_names
+from runtime.platform import default_platform_names, platform_class, platform_names, validate_platform_names
 from scenarios import base as scenario_base
-from scenarios.base import SCENARIOS, expand_scenario_names, validate_profile, validate_scenario_names
+from scenarios.base import SCENARIO_GROUPS, SCENARIOS, expand_scenario_names, validate_profile, validate_scenario_names
 
 DEFAULT_REPETITIONS = {"quick": 3, "full": 10}  # scenarios may ask for more (their REPETITIONS)
 # Repetitions extend while any metric's CV is above the target, up to this cap (like Phoronix's
@@ -48,7 +48,9 @@ class RunConfig:
     # in a new random order (drift hits every platform alike); sequential: all repetitions of one cell,
     # then the next (the old order)
     order: str = DEFAULT_ORDER
-    seed: int = DEFAULT_SEED  # of the block orders: a run's order is reproducible from run.json
+    seed: int = DEFAULT_SEED
+    # False when the run named no platforms: a platform with a default_scope then runs only there
+    platforms_named: bool = False  # of the block orders: a run's order is reproducible from run.json
 
     def __post_init__(self) -> None:
         validate_platform_names(self.platforms)
@@ -93,9 +95,20 @@ class RunConfig:
         """The extension cap of a cell of `scenario` (never below its minimum)."""
         return max(self.max_reps, self.reps_for(scenario))
 
+    def platforms_for(self, scenario: str) -> list[str]:
+        """The run's platforms that measure `scenario` (a default run leaves out scoped platforms elsewhere)."""
+        if self.platforms_named:
+            return list(self.platforms)
+        chosen = []
+        for name in self.platforms:
+            scope = getattr(platform_class(name), "default_scope", None) if name in platform_names() else None
+            if scope is None or scenario in SCENARIO_GROUPS.get(scope, ()):
+                chosen.append(name)
+        return chosen
+
     def cells(self) -> list[tuple[str, str]]:
         """(platform, scenario) in run order: scenario-major, so platforms alternate per scenario."""
-        return [(p, s) for s in self.scenarios for p in self.platforms]
+        return [(p, s) for s in self.scenarios for p in self.platforms_for(s)]
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "reps": self.reps, "max_reps": self.max_reps,
@@ -116,7 +129,8 @@ class RunConfig:
                    max_repetitions=data.get("max_repetitions"),  # type: ignore[arg-type]
                    cv_target=float(data.get("cv_target", DEFAULT_CV_TARGET)),  # type: ignore[arg-type]
                    order=str(data.get("order", "sequential")),  # runs from before interleaving were sequential
-                   seed=int(data.get("seed", DEFAULT_SEED)))  # type: ignore[call-overload]
+                   seed=int(data.get("seed", DEFAULT_SEED)),  # type: ignore[call-overload]
+                   platforms_named=bool(data.get("platforms_named", True)))
 
 
 def parse_selection(platforms: str | None, scenarios: str | None, profile: str, repetitions: int | None,
@@ -127,5 +141,5 @@ def parse_selection(platforms: str | None, scenarios: str | None, profile: str, 
         platforms=tuple(expand_platform_names(split_names(platforms))),
         scenarios=tuple(expand_scenario_names(split_names(scenarios))) or SCENARIOS,
         profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
-        cv_target=cv_target, order=order, seed=seed,
+        cv_target=cv_target, order=order, seed=seed, platforms_named=bool(split_names(platforms)),
     )

@@ -73,7 +73,7 @@ class Harness:
         if "cell" in metafunc.fixturenames:
             if self.config.order == "interleaved":  # one item per scenario: all its platforms, block by block
                 cells = [(ALL_PLATFORMS, s) for s in self.config.scenarios
-                         if any((p, s) not in self.skip_cells for p in self.config.platforms)]
+                         if any((p, s) not in self.skip_cells for p in self.config.platforms_for(s))]
                 metafunc.parametrize("cell", cells, ids=[f"interleaved-{s}" for _, s in cells])
                 return
             cells = [c for c in self.config.cells() if c not in self.skip_cells]
@@ -214,7 +214,7 @@ class Harness:
         """One scenario on every platform in blocks (bench.interleave); a resume continues after the last
         finished block of the scenario's unfinished attempt."""
         started = time.monotonic()
-        names = [p for p in self.config.platforms if (p, scenario) not in self.skip_cells]
+        names = [p for p in self.config.platforms_for(scenario) if (p, scenario) not in self.skip_cells]
         progress = self.store.block_progress().get(scenario)
         self.attempt, first = (progress[0], progress[1] + 1) if progress else (new_attempt_id(), 1)
         reps, max_reps = self.config.reps_for(scenario), self.config.max_reps_for(scenario)

@@ -169,6 +169,10 @@ class Platform(ABC):
     options: tuple[str, ...] = ()
     #: The InstanceSpec.network modes this platform can realise (scenarios pick among these).
     network_modes: tuple[str, ...] = ("none",)
+    #: When a run names no platforms, the scenario group (scenarios.base.SCENARIO_GROUPS) this platform is
+    #: run on by default, or None for every scenario: a variant that only matters there (a user namespace
+    #: changes what an instance can reach, not what it costs) does not lengthen the default run.
+    default_scope: str | None = None
 
     def check_available(self) -> None:
         """Raise PlatformUnavailable with the reason when this host cannot run the platform."""

@@ -157,6 +157,7 @@ class ContainerUsernsPlatform(ContainerPlatform):
 
     name = "container-userns"
     userns = True
+    default_scope = "isolation"  # by default only the isolation scenarios; name it to run it on any scenario
 
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container + userns",

@@ -80,3 +80,15 @@ def test_resume_continues_after_the_last_finished_block(tmp_path):
         store.add_outcome(CellOutcome(platform, "cpu", "ok", "", 3, attempt="a1"))
     assert store.block_progress() == {}
     assert len(store.samples()) == 6
+
+
+def test_default_run_keeps_scoped_platforms_to_their_scope():
+    from bench.config import parse_selection
+
+    default = parse_selection(None, None, "quick", None)
+    assert "container-userns" in default.platforms
+    assert "container-userns" not in default.platforms_for("cpu")
+    assert "container-userns" in default.platforms_for("isolation_visibility")
+    assert ("container-userns", "cpu") not in default.cells()
+    named = parse_selection("native,container-userns", "cpu", "quick", None)
+    assert named.platforms_for("cpu") == ["native", "container-userns"]
