@@ -106,6 +106,11 @@ def configure_libvirt(say: Say) -> None:
         pwd.getpwnam("libvirt-qemu")
     except KeyError:
         _run(["useradd", "--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
+    try:  # as Debian's libvirt-daemon-system does: QEMU as libvirt-qemu opens /dev/kvm (root:kvm 0660)
+        if "libvirt-qemu" not in grp.getgrnam("kvm").gr_mem:
+            _run(["usermod", "-a", "-G", "kvm", "libvirt-qemu"])
+    except KeyError:
+        pass  # no kvm group: /dev/kvm is root's alone here, and the VM platform says so
     text = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
     changed = qemu_conf_text(text)
     if changed != text:

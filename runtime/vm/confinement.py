@@ -8,8 +8,9 @@ configuration into qemu.conf and leaves the security driver to libvirt's own pro
 
 This module answers, for one host:
   - `host_mac()`: which MAC the kernel runs (AppArmor, SELinux or none), as a fact and a sentence;
-  - `libvirt_security(conn)`: what libvirt says it will do (its security models and the DAC user:group
-    from the capabilities XML, which reflect qemu.conf as libvirtd read it);
+  - `from_security_model(...)`: the MAC model libvirt uses (virConnectGetSecurityModel, cheap);
+    `parse_capabilities(xml)`: the fuller view of `virsh capabilities` (its security models and the
+    DAC user:group qemu.conf gives), for tools; slow on some hosts, where libvirt re-probes QEMU;
   - `plan(...)`: whether QEMU can run as libvirt-qemu here (the user exists, the image files and the
     instance directory are reachable by it) or must fall back to root for this host, with a one-line
     reason. Each domain carries the result as its own DAC <seclabel> (relabel='yes': libvirt's dynamic
@@ -66,6 +67,12 @@ class LibvirtSecurity:
     def mac_model(self) -> str:
         """The MAC model libvirt uses for QEMU ("none" when it uses none)."""
         return next((m for m in self.models if m not in ("dac", "none")), "none")
+
+
+def from_security_model(model: list[str]) -> LibvirtSecurity:
+    """virConnectGetSecurityModel's [model, doi] (the primary MAC model: "none", "apparmor", "selinux")."""
+    name = (model[0] if model else "") or "none"
+    return LibvirtSecurity((name, "dac"), None)
 
 
 def parse_capabilities(xml: str, domain_type: str = "qemu") -> LibvirtSecurity:
@@ -166,13 +173,29 @@ class Plan:
     warning: str | None  # one line when this is weaker than production libvirt on this host
 
 
-def plan(security: LibvirtSecurity, mac: MacState, paths: Iterable[Path], user: str = QEMU_USER) -> Plan:
-    """QEMU as `user` with dynamic ownership if that user exists and can reach `paths`; else root, why."""
+def cannot_open(device: Path, uid: int, gid: int) -> str | None:
+    """Why uid:gid (with its groups) cannot open `device` read-write (e.g. /dev/kvm), or None."""
+    try:
+        st = device.stat()
+    except OSError as exc:
+        return f"{device}: {exc.strerror}"
+    gids = {gid, *os.getgrouplist(_user_name(uid), gid)}
+    if _may(st, uid, gids, 4) and _may(st, uid, gids, 2):
+        return None
+    return (f"{device} (mode {stat.filemode(st.st_mode)}, {_user_name(st.st_uid)}:{_group_name(st.st_gid)}) "
+            f"cannot be opened by {_user_name(uid)}")
+
+
+def plan(security: LibvirtSecurity, mac: MacState, paths: Iterable[Path], user: str = QEMU_USER,
+         devices: Iterable[Path] = ()) -> Plan:
+    """QEMU as `user` with dynamic ownership if that user exists, can reach `paths` and open `devices`
+    (/dev/kvm under KVM); else root, saying why."""
     warnings = []
     try:
         account = pwd.getpwnam(user)
         uid, gid = account.pw_uid, account.pw_gid
-        why = unreachable(paths, uid, gid)
+        why = unreachable(paths, uid, gid) or next(
+            (reason for d in devices if (reason := cannot_open(Path(d), uid, gid))), None)
     except KeyError:
         uid = gid = 0
         why = f"the host has no {user} user (run 'python -m bench.hostsetup')"

@@ -33,6 +33,9 @@ def test_capabilities_name_the_dac_user():
         "<capabilities><host><secmodel><model>apparmor</model><doi>0</doi></secmodel><secmodel><model>dac"
         "</model><doi>0</doi><baselabel type='kvm'>+64055:+994</baselabel></secmodel></host></capabilities>")
     assert apparmor.mac_model == "apparmor" and apparmor.dac_label == "+64055:+994"
+    assert confinement.from_security_model(["none", "0"]).mac_model == "none"
+    assert confinement.from_security_model(["apparmor", "0"]).mac_model == "apparmor"
+    assert confinement.from_security_model([]).mac_model == "none"
 
 
 def test_host_mac_from_sysfs(tmp_path):
@@ -111,3 +114,14 @@ def test_shared_image_given_back_to_root(open_dir):
     st = image.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o644)
     assert not confinement.reclaim_shared_image(image)
+
+
+def test_plan_needs_dev_kvm_under_kvm(open_dir):
+    device = open_dir / "kvm"  # a stand-in with /dev/kvm's modes
+    device.write_bytes(b"")
+    device.chmod(0o600)
+    security = confinement.LibvirtSecurity(("none", "dac"), None)
+    plan = confinement.plan(security, NO_MAC, [], user="nobody", devices=[device])
+    assert plan.qemu_label == "+0:+0" and "cannot be opened by nobody" in plan.warning
+    device.chmod(0o666)
+    assert confinement.plan(security, NO_MAC, [], user="nobody", devices=[device]).warning is None
