@@ -9,11 +9,9 @@ no network. What it needs arrives through the guest agent as one tarball, unpack
   cache/ what the runtime builds on the host into its cache directory and the guest cannot build (no
          compiler there): the static container init; copied to the guest's cache directory
 Python files are byte-compiled here (the same CPython 3.11): compiling them under TCG costs minutes.
-In the guest the image store holds the host image's manifest and, as its rootfs, a read-only bind of
-the guest's own root (the same tree), so `ensure_image()` in the guest finds the image without a build
-and containers get it as their base layer. pytest's temporary directories live on the tmpfs (TMPDIR): an
-image layer a test makes in its tmp_path must not lie inside the base layer's filesystem tree (overlayfs
-refuses overlapping layers).
+In the guest the image store (on the data volume, see GUEST_CACHE) holds the host image's manifest and,
+as its rootfs, a read-only bind of the guest's own root (the same tree), so `ensure_image()` in the guest
+finds the image without a build and containers get it as their base layer.
 pytest runs there with a JUnit XML report, which is read back and parsed here: per-test outcome,
 pytest's summary line, and the wall time in the guest.
 
@@ -55,12 +53,17 @@ Progress = Callable[[str], None]
 GUEST_DISTRIBUTIONS = ("pytest", "pyroute2")
 #: Where the tarball is unpacked in the guest: a tmpfs, outside the tree containers use as base layer.
 GUEST_DIR = "/run/isolab-tests"
-GUEST_CACHE = "/var/cache/isolab"  # runtime.naming.CACHE_ROOT's default, in the guest
+#: The guest's data volume (ext4 on its own disk, mounted at /mnt) holds the runtime's cache directory
+#: (ISOLAB_CACHE_DIR: image store, committed layers, init) and pytest's temporary directories (TMPDIR):
+#: overlayfs refuses a layer inside another layer's tree, and the base layer is the guest's whole root fs;
+#: ext4 also takes idmapped mounts (user-namespace containers), which tmpfs does not before Linux 6.3.
+GUEST_CACHE = "/mnt/isolab-cache"
+GUEST_TMP = "/mnt/tmp"
 GUEST_CMDLINE = "cgroup_no_v1=all"
 #: Under TCG commands run 10-70x slower than on the host: the containers' exec timeouts (hang guards) are
 #: scaled by this in the guest (runtime.linux.process.TIMEOUT_SCALE); assertions on results are unchanged.
 TCG_TIMEOUT_SCALE = 10
-GUEST_SPEC = InstanceSpec(memory=2 * 1024**3, hostname="islv2guest")
+GUEST_SPEC = InstanceSpec(memory=2 * 1024**3, hostname="islv2guest", volume=True)
 #: v2 controllers the container runtime uses (runtime.container.cgroups.v2.WANTED minus cpuset, optional).
 REQUIRED_CONTROLLERS = ("cpu", "memory", "io", "pids")
 
@@ -293,7 +296,8 @@ def _prepare_guest(vm: object, image: Image, bundle: Path) -> dict[str, str]:
         manifest.flush()
         _guest_exec(vm, f"mkdir -p {store}/rootfs", "making the image store")
         vm.put_file(Path(manifest.name), f"{store}/manifest.json")  # type: ignore[attr-defined]
-    _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR}/tmp; tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
+    _guest_exec(vm, f"set -e; mkdir -p {GUEST_DIR} {GUEST_TMP}; chmod 1777 {GUEST_TMP}; "
+                    f"tar -xzf {GUEST_DIR}.tgz -C {GUEST_DIR}; rm {GUEST_DIR}.tgz; "
                     f"if [ -d {GUEST_DIR}/cache ]; then cp -a {GUEST_DIR}/cache/. {GUEST_CACHE}/; fi; "
                     f"mount --bind / {store}/rootfs; mount -o remount,bind,ro {store}/rootfs",
                 "unpacking the bundle and binding / as the image's rootfs", timeout=300)
@@ -330,7 +334,7 @@ def run_in_guest(image: Image, tests: list[str], *, timeout: float = 3600, boot_
             # past the timeout pytest gets SIGINT: it stops and still writes the report of what ran
             script = f"cd {GUEST_DIR}/src && exec timeout -s INT -k 120 {int(timeout)} {shlex.join(argv)}"
             env = {"PYTHONPATH": f"{GUEST_DIR}/src:{GUEST_DIR}/site", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-                   "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": f"{GUEST_DIR}/tmp"}
+                   "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": GUEST_TMP, "ISOLAB_CACHE_DIR": GUEST_CACHE}
             if platform.accel.accel == "tcg":
                 env["ISOLAB_TIMEOUT_SCALE"] = str(TCG_TIMEOUT_SCALE)
             progress(f"running pytest on {len(tests)} test path(s) in the guest")
