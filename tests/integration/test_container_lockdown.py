@@ -69,6 +69,7 @@ PROBES = {
 KERNEL_WOULD_ALLOW = ("keyctl", "add_key", "request_key", "userfaultfd", "perf_event_open",
                       "unshare_newuser", "clone_newuser", "socket_vsock", "socket_alg", "personality",
                       "bpf", "open_by_handle_at", "setns", "clock_settime", "quotactl")
+KERNEL_MAY_REFUSE = 3  # of the 15 (see test_docker_blocked_syscalls_return_eperm)
 
 
 def probe_script() -> str:
@@ -122,9 +123,14 @@ def test_docker_blocked_syscalls_return_eperm(image, require_root):
     eperm = str(errno.EPERM)
     blocked = {name: got for name, got in confined.items() if got != eperm}
     assert not blocked, f"not EPERM under Docker's default profile: {blocked}"
+    # The probes mean something only if the kernel itself lets most of them through without the filter.
+    # Kernels differ in what they refuse a root without CAP_SYS_ADMIN: Debian's 6.1 (the cgroup v2 guest)
+    # already refuses bpf and open_by_handle_at, 6.18 does not; so a few refusals are allowed, and named.
     let_through = {name: unconfined[name] for name in KERNEL_WOULD_ALLOW}
-    assert eperm not in let_through.values(), (
+    refused_by_kernel = sorted(name for name, got in let_through.items() if got == eperm)
+    assert len(refused_by_kernel) <= KERNEL_MAY_REFUSE, (
         f"these probes no longer show the kernel allowing the call without the filter: {let_through}")
+    print("refused by this kernel even unconfined:", refused_by_kernel or "none")
     print("unconfined results (errno or ok):", unconfined)
 
 
