@@ -94,6 +94,31 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
         raise SetupError(f"{' '.join(argv[:3])} failed (exit {proc.returncode}): {tail}")
 
 
+KVM_DEVICE = Path("/dev/kvm")
+
+
+def share_kvm_device(say: Say) -> None:
+    """/dev/kvm root:kvm 0660 with libvirt-qemu in group kvm, as Debian's udev rules and libvirt-daemon-system
+    set it up (a host without udev, such as a container, leaves it root:root 0600).
+
+    Besides letting QEMU as libvirt-qemu use KVM, this keeps libvirt's QEMU capability cache valid: when the
+    cached probe says KVM works but libvirt-qemu cannot open /dev/kvm, libvirtd discards the cache and
+    re-probes QEMU on every capability lookup (17-60 s each on a 2-core host, stalling defineXML)."""
+    try:
+        grp.getgrnam("kvm")
+    except KeyError:
+        _run(["groupadd", "--system", "kvm"])
+    if "libvirt-qemu" not in grp.getgrnam("kvm").gr_mem:
+        _run(["usermod", "-a", "-G", "kvm", "libvirt-qemu"])
+    if KVM_DEVICE.exists():
+        info = KVM_DEVICE.stat()
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+        if info.st_gid != kvm_gid or info.st_mode & 0o777 != 0o660:
+            say(f"{KVM_DEVICE}: group kvm, mode 0660 (as udev sets it on Debian)")
+            os.chown(KVM_DEVICE, 0, kvm_gid)
+            os.chmod(KVM_DEVICE, 0o660)
+
+
 def configure_libvirt(say: Say) -> None:
     """Make libvirtd runnable without systemd: log dir, libvirt-qemu user/group, qemu.conf."""
     Path("/var/log/libvirt/qemu").mkdir(parents=True, exist_ok=True)
@@ -106,11 +131,7 @@ def configure_libvirt(say: Say) -> None:
         pwd.getpwnam("libvirt-qemu")
     except KeyError:
         _run(["useradd", "--system", "--no-create-home", "-g", "libvirt-qemu", "libvirt-qemu"])
-    try:  # as Debian's libvirt-daemon-system does: QEMU as libvirt-qemu opens /dev/kvm (root:kvm 0660)
-        if "libvirt-qemu" not in grp.getgrnam("kvm").gr_mem:
-            _run(["usermod", "-a", "-G", "kvm", "libvirt-qemu"])
-    except KeyError:
-        pass  # no kvm group: /dev/kvm is root's alone here, and the VM platform says so
+    share_kvm_device(say)
     text = QEMU_CONF.read_text() if QEMU_CONF.exists() else ""
     changed = qemu_conf_text(text)
     if changed != text:
