@@ -132,7 +132,9 @@ def _disk(devices: ET.Element, spec: InstanceSpec, config: DomainConfig, fmt: st
     if backing is not None:
         store = _sub(disk, "backingStore", type="file")
         _sub(store, "format", type="raw")
-        _sub(_sub(store, "source", file=str(backing)), "seclabel", model="dac", relabel="no")
+        source_el = _sub(store, "source", file=str(backing))
+        if config.qemu_label is None or config.relabel:  # libvirt refuses a label override on a domain
+            _sub(source_el, "seclabel", model="dac", relabel="no")  # that does not relabel (root fallback)
         _sub(store, "backingStore")  # the chain ends here
     _sub(disk, "target", dev=dev, bus="virtio")
     _pci_address(disk, config, slot)
