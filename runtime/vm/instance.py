@@ -104,7 +104,9 @@ class VmInstance(Instance):
             if isinstance(exc, BootFailed):
                 kept = self._keep_serial_log()
                 self.destroy()
-                raise BootFailed(f"{exc}{kept}") from exc
+                accel = self.owner.accel
+                why = "" if accel.kvm_usable or accel.accel != "kvm" else f" [KVM: {accel.reason}]"
+                raise BootFailed(f"{exc}{kept}{why}") from exc
             self.destroy()
             raise
 
