@@ -13,6 +13,8 @@ from pathlib import Path
 
 REQUIRED_KEYS = ("host", "cpu", "memory_bytes", "cgroup", "tools", "isolab", "command_line", "captured_at")
 
+# Host tools every run uses; a platform reports its own runtime's version in Platform.environment()
+# (env.json "platforms"), so that this file names no platform.
 _VERSION_COMMANDS = {
     "qemu": ["qemu-system-x86_64", "--version"],
     "libvirt": ["libvirtd", "--version"],
@@ -20,8 +22,6 @@ _VERSION_COMMANDS = {
     "iperf3": ["iperf3", "--version"],
     "sysbench": ["sysbench", "--version"],
     "stress-ng": ["stress-ng", "--version"],
-    "crun": ["crun", "--version"],
-    "runc": ["runc", "--version"],
 }
 
 

@@ -2,6 +2,19 @@
 
 Standard library only, so that the noxfile can call it before any virtualenv exists (libvirt-python
 compiles against libvirt-dev, which this installs). Idempotent and quiet when all is in place.
+
+The packages are this module's base list (build tools, workload tools, libvirt and QEMU, whose daemon
+this module starts) plus what each platform package declares in its own `runtime/<pkg>/host.toml`, so
+that adding a platform never means editing this file. The format of a `host.toml`:
+
+    # Debian packages the <pkg> platform needs on the host (read by bench/hostsetup.py, stdlib tomllib).
+    [packages]
+    # Debian package = "an absolute path that exists once the package is installed"
+    crun = "/usr/bin/crun"
+
+Only the `[packages]` table is read; each value must be an absolute path (the proof checked before
+apt-get is asked anything). A package named by several files is installed once. Daemons and
+configuration a platform needs are its own business (e.g. started by the platform on first use).
 """
 
 from __future__ import annotations
@@ -13,10 +26,16 @@ import re
 import shutil
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-# Debian package -> a file that proves it is installed (checked before asking apt anything).
+ROOT = Path(__file__).resolve().parent.parent
+#: Where platform packages declare their Debian packages (see the module docstring for the format).
+HOST_FILES = "runtime/*/host.toml"
+
+# Debian package -> a file that proves it is installed (checked before asking apt anything): the base
+# list; platform packages add theirs through runtime/<pkg>/host.toml (required_packages()).
 PACKAGES: dict[str, str] = {
     "qemu-system-x86": "/usr/bin/qemu-system-x86_64",
     "qemu-utils": "/usr/bin/qemu-img",
@@ -38,8 +57,6 @@ PACKAGES: dict[str, str] = {
     "stress-ng": "/usr/bin/stress-ng",
     "sysbench": "/usr/bin/sysbench",
     "sockperf": "/usr/bin/sockperf",
-    "crun": "/usr/bin/crun",
-    "runc": "/usr/sbin/runc",
     "hyperfine": "/usr/bin/hyperfine",
     "libxml2-utils": "/usr/bin/xmllint",
     "xz-utils": "/usr/bin/xz",
@@ -66,8 +83,31 @@ class SetupError(Exception):
     """One readable line saying what the host lacks."""
 
 
+def platform_packages(root: Path = ROOT) -> dict[str, str]:
+    """Debian package -> proof path, from every runtime/*/host.toml under root (sorted by path)."""
+    found: dict[str, str] = {}
+    for path in sorted(root.glob(HOST_FILES)):
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SetupError(f"{path}: cannot read it as TOML: {exc}") from exc
+        packages = data.get("packages", {})
+        if not isinstance(packages, dict):
+            raise SetupError(f"{path}: [packages] must be a table of package = \"proof path\"")
+        for package, proof in packages.items():
+            if not isinstance(proof, str) or not proof.startswith("/"):
+                raise SetupError(f"{path}: package {package}: the proof must be an absolute path, not {proof!r}")
+            found[package] = proof
+    return found
+
+
+def required_packages(root: Path = ROOT) -> dict[str, str]:
+    """The base list plus what the platform packages declare."""
+    return {**PACKAGES, **platform_packages(root)}
+
+
 def missing_packages() -> list[str]:
-    return [pkg for pkg, proof in PACKAGES.items() if not Path(proof).exists()]
+    return [pkg for pkg, proof in required_packages().items() if not Path(proof).exists()]
 
 
 def install_packages(say: Say) -> None:

@@ -2,8 +2,8 @@
 
 Mirrors the house check in shared/hooks/before-stop: a platform name as a string literal in bench/ or
 reporting/ fails. Exempt: bench/overhead.py and bench/*bench.py (benchmarks of one platform, as in the
-hook), and the two files that name Debian packages and tool binaries, some of which share a name with
-a platform (bench/hostsetup.py's package list, bench/envinfo.py's tool versions: crun and runc).
+hook). Platform packages declare their Debian packages in runtime/<pkg>/host.toml and report their
+runtime's version in Platform.environment(), so hostsetup.py and envinfo.py are not exempt.
 """
 
 import re
@@ -13,7 +13,7 @@ from runtime.platform import PLATFORMS, load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("native", "container", "container-userns", "vm", "lxc", "docker", "gvisor", "crun", "runc")
-EXEMPT = ("overhead.py", "hostsetup.py", "envinfo.py")
+EXEMPT = ("overhead.py",)
 LITERAL = re.compile(r"""(?<![\w])(['"])(""" + "|".join(NAMES) + r""")\1(?![\w])""")
 
 
