@@ -3,7 +3,7 @@
   python -m bench setup                      install packages, start libvirtd (idempotent)
   python -m bench image build [--rebuild]    build or reuse the shared root filesystem
   python -m bench image list | rm HASH|all
-  python -m bench run [--platform native,container,container-userns,vm] [--scenario cpu] [--profile quick|full]
+  python -m bench run [--platform NAME,...|all] [--scenario cpu] [--profile quick|full]
                       [--repetitions N] [--max-repetitions M] [--cv-target 0.05]
                       [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
   python -m bench report [RUN_ID|PATH]       (default: the latest run)
@@ -25,6 +25,7 @@ from rich.console import Console
 
 from bench import hostsetup, images
 from runtime.errors import IsolabError
+from runtime.platform import KINDS, default_platform_names, platform_names
 
 console = Console(highlight=False, stderr=False)
 err_console = Console(highlight=False, stderr=True)
@@ -146,7 +147,8 @@ def cmd_cleanup(_args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m bench", description="isolab: native vs container vs VM")
+    top = argparse.ArgumentParser(prog="python -m bench", description="isolab: platforms of every kind ("
+                                  f"{', '.join(KINDS)}) measured side by side on this host")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("setup", help="install packages and start libvirtd").set_defaults(func=cmd_setup)
 
@@ -158,14 +160,15 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="measure platform × scenario cells and write the report")
     run.add_argument("--platform", help="comma-separated, or `all` for every registered platform "
-                     "(default: native,container,container-userns,vm)")
+                     f"({', '.join(platform_names())}; default: {','.join(default_platform_names())})")
     run.add_argument("--scenario", help="comma-separated (default: all)")
     run.add_argument("--profile", default="quick", help="quick (CI) or full (papers)")
     run.add_argument("--repetitions", type=int, help="minimum repetitions per cell (default: per profile)")
     run.add_argument("--max-repetitions", type=int,
                      help="extend up to this many while CV > target (default: per profile, or 2 x --repetitions)")
     run.add_argument("--cv-target", type=float, default=0.05, help="CV that ends extension (default 0.05)")
-    run.add_argument("--accel", default="auto", help="VM accelerator: auto, kvm or tcg")
+    run.add_argument("--accel", default="auto",
+                     help="hardware accelerator, for the platforms that take one: auto, kvm or tcg")
     run.add_argument("--order", default="interleaved", choices=["interleaved", "sequential"],
                      help="interleaved (default): repetition by repetition across platforms in random order, "
                           "idle instances frozen; sequential: one cell after the other")

@@ -10,7 +10,7 @@ that adding a platform never means editing this file. The format of a `host.toml
     # Debian packages the <pkg> platform needs on the host (read by bench/hostsetup.py, stdlib tomllib).
     [packages]
     # Debian package = "an absolute path that exists once the package is installed"
-    crun = "/usr/bin/crun"
+    util-linux = "/usr/bin/unshare"
 
 Only the `[packages]` table is read; each value must be an absolute path (the proof checked before
 apt-get is asked anything). A package named by several files is installed once. Daemons and

@@ -95,7 +95,8 @@ def section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, Platfor
             "<p class=\"meta\">Each question answered from inside the instance against markers made on the host "
             "first (a process, a file, a mount, SysV and POSIX message queues). <b>exposed</b>: the instance "
             "reaches the host's object or a privilege on the host's kernel; <b>isolated</b>: it does not (a "
-            "privilege that only reaches the instance's own kernel, as in a VM, counts as isolated); <b>n/a</b>: "
+            "privilege that only reaches the instance's own kernel, such as a guest kernel, counts as "
+            "isolated); <b>n/a</b>: "
             "the question does not apply here (the reason is given). Evidence: the command and its output.</p>"
             f'<div class="scroll"><table class="isolation"><tr><th>question</th>{head}</tr>{"".join(rows)}'
             "</table></div>")
@@ -183,6 +184,6 @@ def limits_section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, 
             "inside: error = achieved ÷ requested − 1 (green within ±10 %, purple beyond; red: the platform does "
             "not enforce it). cpu: throughput under the quota ÷ an unlimited reference instance, interleaved; on "
             "a busy host the reference gets less than a cpu and the error reads high. memory: what a workload held "
-            "when the OOM killer ended it (a VM's own kernel lives inside its memory).</p>"
+            "when the OOM killer ended it (a guest kernel of its own lives inside its memory).</p>"
             f'<div class="scroll"><table class="isolation"><tr><th>limit requested</th>{head}</tr>{"".join(rows)}'
             "</table></div>")
