@@ -16,7 +16,7 @@ import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 
@@ -122,6 +122,15 @@ KIND_SANDBOXED_CONTAINER = "sandboxed container"
 KIND_VM = "vm"
 KINDS = (KIND_NATIVE, KIND_CONTAINER, KIND_SANDBOXED_CONTAINER, KIND_VM)
 
+#: What a platform stands for in the calibration ("is our container a real container?"): this suite's
+#: own runtime under test, a production runtime it is calibrated against, or neither (the baseline, the
+#: VM, ...). A platform module sets it in describe(); a production container runtime (crun, runc, LXC,
+#: Docker, gVisor) says ROLE_REFERENCE.
+ROLE_OURS = "ours"
+ROLE_REFERENCE = "reference"
+ROLE_NONE = ""
+ROLES = (ROLE_OURS, ROLE_REFERENCE, ROLE_NONE)
+
 
 @dataclass(frozen=True)
 class PlatformInfo:
@@ -134,10 +143,13 @@ class PlatformInfo:
     mechanism: str  # how it isolates or accelerates here: "chroot", "namespaces + cgroup v1", "KVM", ...
     emulated: bool  # True when its figures are not hardware-virtualisation figures (TCG)
     baseline: bool  # True for the platform every ratio is taken against
+    role: str = ROLE_NONE  # one of ROLES: ours / reference in the calibration; runs recorded before it: ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SpecError(f"platform {self.name}: unknown kind {self.kind!r} (one of {', '.join(KINDS)})")
+        if self.role not in ROLES:
+            raise SpecError(f"platform {self.name}: unknown role {self.role!r} (one of {ROLES})")
         if not (len(self.colour) == 7 and self.colour.startswith("#")):
             raise SpecError(f"platform {self.name}: colour {self.colour!r} is not #rrggbb")
 
@@ -151,13 +163,15 @@ class PlatformInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> PlatformInfo:
-        """The inverse of to_dict; keys a later version added are ignored, a missing one is an error."""
-        missing = [f.name for f in fields(cls) if f.name not in data]
+        """The inverse of to_dict; keys a later version added are ignored, a missing one is an error unless
+        the field has a default (a field added later, e.g. role: runs recorded before it read as ROLE_NONE)."""
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
         if missing:
             raise SpecError(f"platform info lacks {', '.join(missing)}: {dict(data)!r}")
         return cls(name=str(data["name"]), kind=str(data["kind"]), display_name=str(data["display_name"]),
                    colour=str(data["colour"]), mechanism=str(data["mechanism"]),
-                   emulated=bool(data["emulated"]), baseline=bool(data["baseline"]))
+                   emulated=bool(data["emulated"]), baseline=bool(data["baseline"]),
+                   role=str(data.get("role", ROLE_NONE)))
 
 
 class Platform(ABC):

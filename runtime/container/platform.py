@@ -25,7 +25,7 @@ from runtime.container.layers import BASE, LayerStore
 from runtime.errors import InstanceError, IsolabError, PlatformUnavailable
 from runtime.image.store import Image
 from runtime.linux import transfer
-from runtime.platform import KIND_CONTAINER, Instance, Platform, PlatformInfo
+from runtime.platform import KIND_CONTAINER, ROLE_OURS, Instance, Platform, PlatformInfo
 from runtime.spec import ExecResult, InstanceSpec
 
 
@@ -141,7 +141,7 @@ class ContainerPlatform(Platform):
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container",
                             colour="#55a868", mechanism=f"namespaces + cgroup v{cgroup_version()}",
-                            emulated=False, baseline=False)
+                            emulated=False, baseline=False, role=ROLE_OURS)
 
     def environment(self) -> dict[str, object]:
         return {"runtime": "isolab container runtime (in-process fork, overlayfs, pivot_root)",
@@ -163,7 +163,7 @@ class ContainerUsernsPlatform(ContainerPlatform):
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container + userns",
                             colour="#8172b2",
                             mechanism=f"namespaces + user namespace + cgroup v{cgroup_version()}",
-                            emulated=False, baseline=False)
+                            emulated=False, baseline=False, role=ROLE_OURS)
 
     def environment(self) -> dict[str, object]:
         return {**super().environment(), "namespaces": "user pid mnt uts ipc net",

@@ -35,7 +35,7 @@ from runtime.linux import syscalls as sc
 from runtime.linux import transfer
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, scratch_dir
 from runtime.oci import bundle, hybrid
-from runtime.platform import KIND_CONTAINER, Instance, Platform, PlatformInfo, StartPhases
+from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
 INIT_ARGV = ("sleep", "infinity")
@@ -338,7 +338,7 @@ class OciPlatform(Platform):
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name=self.name,
                             colour=self.colour, mechanism=f"namespaces + cgroup v{cgroup_version()} ({self.name})",
-                            emulated=False, baseline=False)
+                            emulated=False, baseline=False, role=ROLE_REFERENCE)
 
     def environment(self) -> dict[str, object]:
         env: dict[str, object] = {

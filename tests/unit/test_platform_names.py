@@ -44,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from runtime.platform import KINDS, PLATFORMS, load_platform
+from runtime.platform import KINDS, PLATFORMS, ROLE_OURS, ROLE_REFERENCE, load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("bench", "reporting")
@@ -180,3 +180,5 @@ def test_every_registered_platform_describes_itself_and_declares_options():
         assert info.name == name and info.colour.startswith("#")
     baselines = [n for n in PLATFORMS if load_platform(n, image=None).describe().baseline]
     assert len(baselines) == 1
+    roles = {load_platform(n, image=None).describe().role for n in PLATFORMS}
+    assert {ROLE_OURS, ROLE_REFERENCE} <= roles  # the calibration has a subject and references

@@ -8,7 +8,15 @@ from bench.results import RunStore, SampleRecord
 from reporting import platforms
 from reporting.html import build
 from runtime.errors import SpecError
-from runtime.platform import KIND_CONTAINER, KIND_NATIVE, KIND_SANDBOXED_CONTAINER, KIND_VM, PlatformInfo
+from runtime.platform import (
+    KIND_CONTAINER,
+    KIND_NATIVE,
+    KIND_SANDBOXED_CONTAINER,
+    KIND_VM,
+    ROLE_NONE,
+    ROLE_OURS,
+    PlatformInfo,
+)
 
 BASE = PlatformInfo("alpha", KIND_NATIVE, "alpha (chroot)", "#111111", "chroot", emulated=False, baseline=True)
 BOX = PlatformInfo("beta", KIND_CONTAINER, "beta box", "#222222", "namespaces", emulated=False, baseline=False)
@@ -25,6 +33,11 @@ def test_info_round_trips_and_validates():
         replace(EMU, kind="unikernel")
     with pytest.raises(SpecError, match="#rrggbb"):
         replace(EMU, colour="red")
+    with pytest.raises(SpecError, match="unknown role"):
+        replace(EMU, role="hero")
+    # runs recorded before platforms declared a role read as ROLE_NONE
+    assert PlatformInfo.from_dict({k: v for k, v in BOX.to_dict().items() if k != "role"}).role == ROLE_NONE
+    assert PlatformInfo.from_dict(replace(BOX, role=ROLE_OURS).to_dict()).role == ROLE_OURS
 
 
 def test_infos_from_env_order_baseline_and_pairs():
