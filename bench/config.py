@@ -92,7 +92,13 @@ class RunConfig:
         return int(own.get(self.profile, DEFAULT_REPETITIONS[self.profile]))
 
     def max_reps_for(self, scenario: str) -> int:
-        """The extension cap of a cell of `scenario` (never below its minimum)."""
+        """The extension cap of a cell of `scenario` (never below its minimum): --max-repetitions or
+        --repetitions when given, else the scenario's own MAX_REPETITIONS for the profile (a costly scenario
+        that runs fewer repetitions to fit the budget does not extend past them), else the profile's."""
+        if self.max_repetitions is None and self.repetitions is None:
+            own = getattr(scenario_base.load(scenario), "MAX_REPETITIONS", {})
+            if self.profile in own:
+                return max(int(own[self.profile]), self.reps_for(scenario))
         return max(self.max_reps, self.reps_for(scenario))
 
     def platforms_for(self, scenario: str) -> list[str]:

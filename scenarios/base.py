@@ -7,7 +7,8 @@ A scenario module (modelled on PerfKitBenchmarker's benchmark modules) declares:
   PROFILES: dict[str, dict]    parameters per profile ("quick" for CI, "full" for papers): data, not code
   METRICS: dict                metric -> (unit, metadata keys of its variant): what it emits (claims,
                                reports and tests read it; instance facts and `instance` are not variant keys)
-  REPETITIONS: dict            (optional) minimum repetitions per profile, above the harness default
+  REPETITIONS: dict            (optional) minimum repetitions per profile, instead of the harness default
+  MAX_REPETITIONS: dict        (optional) extension cap per profile, instead of the harness's
   RANGES: dict[str, Range]     per metric of METRICS, its plausible range and which way is better (data).
                                The harness stores nothing outside it and nothing undeclared (bench.sanity).
   PRECISION_METRICS: tuple     (optional) metrics whose CV decides whether repetitions extend; default:

@@ -73,7 +73,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "target_dir": None,  # None: the instance's scratch_dir
         "storage": ["cow", "volume"],
         "storage_jobs": {"volume": ["randread", "randwrite"]},  # a target not named runs every job
-        "file_size": "256M", "runtime_s": 3, "ramp_s": 0, "ioengine": "libaio", "jobs": _JOBS,
+        "file_size": "256M", "runtime_s": 2, "ramp_s": 0, "ioengine": "libaio", "jobs": _JOBS,
         "iozone": {"file_size": "64M", "records": ["1M"], "tests": [0, 1, 2]},
     },
     "full": {

@@ -84,8 +84,8 @@ RANGES: dict[str, Range] = {
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {
         "modes": ["bridge", "host", "nat"],
-        "seconds": 3, "omit_s": 0, "streams": [1, 4], "directions": ["forward", "reverse"],
-        "rr_tests": ["TCP_RR", "UDP_RR"], "rr_seconds": 3,
+        "seconds": 2, "omit_s": 0, "streams": [1, 4], "directions": ["forward", "reverse"],
+        "rr_tests": ["TCP_RR", "UDP_RR"], "rr_seconds": 2,
         "iperf3_port": 5201, "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20,
         # modes after the first: one stream, TCP_RR only, 2 s tests (about 7 s a mode)
         "extra_modes": {"seconds": 2, "streams": [1], "rr_tests": ["TCP_RR"], "rr_seconds": 2},

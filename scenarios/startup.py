@@ -38,7 +38,7 @@ RANGES: dict[str, Range] = {
 }
 
 PROFILES: dict[str, dict[str, object]] = {
-    "quick": {"serial": 2, "parallel": 2},
+    "quick": {"serial": 1, "parallel": 2},
     "full": {"serial": 50, "parallel": 8},
 }
 

@@ -23,9 +23,25 @@ def test_full_profile_keeps_its_default():
 
 
 def test_declared_repetitions_reach_95_percent():
+    """A scenario that asks for more repetitions than the profile's default asks for a 95 % interval; one that
+    asks for fewer (to fit the quick budget) also caps its extension there, so the run's time is what it says."""
     from bench import stats
+    from bench.config import DEFAULT_REPETITIONS
 
     for name in scenario_base.SCENARIOS:
-        for profile, n in getattr(scenario_base.load(name), "REPETITIONS", {}).items():
+        module = scenario_base.load(name)
+        for profile, n in getattr(module, "REPETITIONS", {}).items():
             assert profile in scenario_base.PROFILES
-            assert stats.median_interval([float(i) for i in range(n)]).reaches(), (name, n)
+            if n > DEFAULT_REPETITIONS[profile]:
+                assert stats.median_interval([float(i) for i in range(n)]).reaches(), (name, n)
+            else:
+                assert getattr(module, "MAX_REPETITIONS", {}).get(profile) == n, (name, profile)
+
+
+def test_fewer_repetitions_do_not_extend():
+    config = RunConfig(platforms=("native",), scenarios=("isolation_limits", "isolation_noisy", "cpu"))
+    assert [config.reps_for(s) for s in config.scenarios] == [2, 2, 3]
+    assert [config.max_reps_for(s) for s in config.scenarios] == [2, 2, 3]
+    # the command line still wins
+    named = RunConfig(platforms=("native",), scenarios=("isolation_limits",), max_repetitions=5)
+    assert named.max_reps_for("isolation_limits") == 5
