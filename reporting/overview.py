@@ -209,7 +209,8 @@ def sentence(rows: list[AreaRow], headlines: list[Headline], platforms: list[Pla
         parts.append("Protection: " + "; ".join(
             f"{p.platform.label} exposed {p.exposed} of {p.questions} host objects probed" for p in protects) + ".")
     else:
-        parts.append("What each platform lets an instance see of the host was not measured in this run (the visibility audit did not run).")
+        parts.append("What each platform lets an instance see of the host was not measured in this run "
+                     "(the visibility audit did not run).")
     return " ".join(parts)
 
 
