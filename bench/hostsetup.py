@@ -12,8 +12,10 @@ that adding a platform never means editing this file. The format of a `host.toml
     # Debian package = "an absolute path that exists once the package is installed"
     util-linux = "/usr/bin/unshare"
 
-Only the `[packages]` table is read; each value must be an absolute path (the proof checked before
-apt-get is asked anything). A package named by several files is installed once. Daemons and
+Each `[packages]` value must be an absolute path (the proof checked before apt-get is asked anything).
+A package named by several files is installed once. An optional `[preseed]` table maps an absolute
+path to the text written there before apt-get installs anything, only where no such file exists yet
+(dpkg then keeps it as the admin's version of a package conffile, e.g. /etc/default/lxc-net). Daemons and
 configuration a platform needs are its own business (e.g. started by the platform on first use).
 """
 
@@ -101,6 +103,34 @@ def platform_packages(root: Path = ROOT) -> dict[str, str]:
     return found
 
 
+def platform_preseeds(root: Path = ROOT) -> dict[str, str]:
+    """Absolute path -> text, from the `[preseed]` tables of every runtime/*/host.toml under root."""
+    found: dict[str, str] = {}
+    for path in sorted(root.glob(HOST_FILES)):
+        try:
+            preseed = tomllib.loads(path.read_text()).get("preseed", {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SetupError(f"{path}: cannot read it as TOML: {exc}") from exc
+        if not isinstance(preseed, dict):
+            raise SetupError(f"{path}: [preseed] must be a table of \"absolute path\" = \"text\"")
+        for target, text in preseed.items():
+            if not target.startswith("/") or not isinstance(text, str):
+                raise SetupError(f"{path}: preseed {target!r}: needs an absolute path and a text")
+            found[target] = text
+    return found
+
+
+def write_preseeds(say: Say, root: Path = ROOT) -> None:
+    """Write each preseed file that does not exist yet (an existing one is the admin's: left alone)."""
+    for target, text in platform_preseeds(root).items():
+        path = Path(target)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        say(f"wrote {path} before installing packages")
+
+
 def required_packages(root: Path = ROOT) -> dict[str, str]:
     """The base list plus what the platform packages declare."""
     return {**PACKAGES, **platform_packages(root)}
@@ -120,8 +150,11 @@ def install_packages(say: Say) -> None:
         raise SetupError(f"isolab setup needs apt-get (Debian 12) to install: {' '.join(missing)}")
     say(f"installing Debian packages: {' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    write_preseeds(say)
     _run(["apt-get", "update", "-q"], env)
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env)
+    # confold: a preseeded conffile stays as written (noninteractive dpkg would otherwise have to ask)
+    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confdef",
+          "-o", "Dpkg::Options::=--force-confold", *missing], env)
     still = missing_packages()
     if still:
         raise SetupError(f"apt-get finished but these are still missing: {' '.join(still)}")

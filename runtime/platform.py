@@ -218,6 +218,7 @@ PLATFORMS: dict[str, str] = {
     "vm": "runtime.vm.platform:VmPlatform",
     "crun": "runtime.oci.platform:CrunPlatform",
     "runc": "runtime.oci.platform:RuncPlatform",
+    "lxc": "runtime.lxc.platform:LxcPlatform",
 }
 #: What a run measures when no platform is named (`--platform all` means every registered one): the
 #: platforms registered before the production runtimes came (issue #12 keeps them as the default).
