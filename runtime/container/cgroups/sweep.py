@@ -1,6 +1,6 @@
 """The cgroup sweep: remove the `isolab/<instance>` cgroups (v1: in every hierarchy, and the cgroup2 mount of a
-hybrid host; v2: the unified tree) of instances that are no longer live, killing what still runs in them,
-then the empty parents."""
+hybrid host; v2: the unified tree) of instances that are no longer live, with any cgroups below them, killing
+what still runs in them, then the empty parents."""
 
 from __future__ import annotations
 
@@ -49,8 +49,10 @@ def sweep_cgroups(live: Callable[[str], bool], timeout: float = 20.0) -> list[st
                     removed.append(str(child))
             elif not live(child.name):
                 thaw(child)  # a run killed while an instance was frozen (interleaved) leaves it frozen
-                kill_procs(child / "cgroup.procs")
-                dead.append(child)
+                tree = _deepest_first(child)
+                for path in tree:
+                    kill_procs(path / "cgroup.procs")
+                dead += tree
     deadline = time.monotonic() + timeout
     for child in dead:
         kill_procs(child / "cgroup.procs")  # (a process may have been forked into it meanwhile)
@@ -60,3 +62,10 @@ def sweep_cgroups(live: Callable[[str], bool], timeout: float = 20.0) -> list[st
         if parent.is_dir() and not any(p.is_dir() for p in parent.iterdir()) and rmdir_retry(parent, timeout=0.1):
             removed.append(str(parent))
     return removed
+
+
+def _deepest_first(cgroup: Path) -> list[Path]:
+    """A cgroup and the cgroups below it (LXC puts its processes in a child of the instance's), children
+    before parents: a cgroup with a child cannot be removed."""
+    below = [p for p in cgroup.rglob("*") if p.is_dir()]
+    return [*sorted(below, key=lambda p: len(p.parts), reverse=True), cgroup]
