@@ -15,7 +15,7 @@ that adding a platform never means editing this file. The format of a `host.toml
 Each `[packages]` value must be an absolute path (the proof checked before apt-get is asked anything).
 A package named by several files is installed once. An optional `[preseed]` table maps an absolute
 path to the text written there before apt-get installs anything, only where no such file exists yet
-(dpkg then keeps it as the admin's version of a package conffile, e.g. /etc/default/lxc-net). Daemons and
+(dpkg then keeps it as the admin's version of a package conffile). Daemons and
 configuration a platform needs are its own business (e.g. started by the platform on first use).
 """
 
