@@ -95,6 +95,9 @@ class InstanceSpec:
     seccomp: str = "default"  # one of SECCOMP_PROFILES (platforms without a syscall filter ignore it)
     # The container's root is an unprivileged host uid (runtime.container.userns); other platforms ignore it.
     userns: bool = False
+    # bytes: a hard limit on what the instance writes to its copy-on-write root and its volume together,
+    # enforced by a filesystem (runtime.container.quota); a platform that cannot enforce it says so
+    disk_quota: int | None = None
 
     def __post_init__(self) -> None:
         if self.network not in NETWORK_MODES:
@@ -104,7 +107,7 @@ class InstanceSpec:
         if self.cpus is not None and self.cpus <= 0:
             raise SpecError(f"invalid cpus {self.cpus!r}: must be greater than zero")
         for name in ("memory", "memory_swap", "io_read_bps", "io_write_bps", "io_read_iops",
-                     "io_write_iops", "pids_max", "bandwidth", "cpu_shares"):
+                     "io_write_iops", "pids_max", "bandwidth", "cpu_shares", "disk_quota"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise SpecError(f"invalid {name} {value!r}: must be greater than zero")

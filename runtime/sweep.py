@@ -2,8 +2,9 @@
 
 One pass, one sweep per resource kind, in the order that frees each object before what it hangs on:
 processes of dead instances (chrooted under their state dirs), libvirt domains and VM dirs
-(runtime.vm.sweep), cgroups (runtime.container.cgroups.sweep), mounts and state dirs, network
-objects (runtime.network.sweep), orphaned scratch dirs, idle lock files and empty roots.
+(runtime.vm.sweep), cgroups (runtime.container.cgroups.sweep), mounts and state dirs, loop devices
+of disk quotas (runtime.container.quota), network objects (runtime.network.sweep), orphaned scratch
+dirs, idle lock files and empty roots.
 
 Whether an instance is dead is decided by runtime.state alone: its owner record (pid and start time)
 names no running process. Every object the suite makes is created after its instance's state dir and
@@ -51,6 +52,10 @@ def sweep(everything: bool = False, vm_conn: object | None = None, vms: bool = T
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
             removed.append(str(scratch))
+    from runtime.container.quota import sweep_loops
+
+    # loop devices of disk quotas whose instance is gone (normally autoclear freed them with the mount)
+    removed += sweep_loops(lambda iid: not everything and (STATE_ROOT / iid).exists())
     from runtime.network.sweep import sweep_network
 
     removed += sweep_network(live_token, everything)

@@ -12,6 +12,9 @@ for a limit and measures, from inside, what the workload got:
   memory          a perl loop allocating 4 MiB blocks until something stops it: what it held when the
                   OOM killer (the container's cgroup, or the guest kernel) ended it; a guest's own
                   kernel lives inside its memory, so a VM gives the workload less than the limit
+  disk quota      dd writes 1 MiB blocks (fsync at the end) into the instance's copy-on-write root up
+                  to 4x the quota: the bytes on disk when a write failed (ENOSPC or EDQUOT); all 4x
+                  written is "not enforced". Its own instance (full profile only: a VM boot)
 Samples per case (variant: `limit`, `requested`): `limit_achieved_ratio` (achieved ÷ requested, 1 is
 exact; the report shows the error in %), `limit_achieved_<unit>` in the request's unit, `limit_settle_s` (an
 upper bound at the tool's reporting resolution: when the rate entered ±15 % of its settled value and
@@ -76,7 +79,7 @@ PROFILES: dict[str, dict[str, object]] = {
               "fio_file_mib": 32},
     "full": {"cpu_quota": [0.25, 0.5, 0.75], "cpuset": "0", "memory_mib": 256, "disk_read_mib_s": [10, 50],
              "disk_write_mib_s": [10, 50], "disk_read_iops": [500], "bandwidth_mbit": [50, 200], "seconds": 10,
-             "fio_file_mib": 64},
+             "fio_file_mib": 64, "disk_quota_mib": 64},
 }
 LIST_KEYS = ("cpu_quota", "disk_read_mib_s", "disk_write_mib_s", "disk_read_iops", "bandwidth_mbit")
 HOG = ('$|=1; my @a; my $cap = shift; for my $i (1..$cap/4) { push @a, "\\1" x (4<<20); print 4*$i, "\\n" } '
@@ -99,6 +102,9 @@ def validate(params: dict[str, object]) -> None:
         for value in params.get(key) or []:  # type: ignore[attr-defined]
             if not float(value) > 0:
                 raise SpecError(f"isolation_limits: {key} {value} must be greater than zero")
+    quota = params.get("disk_quota_mib")
+    if quota is not None and not float(quota) > 0:  # type: ignore[arg-type]
+        raise SpecError(f"isolation_limits: disk_quota_mib {quota} must be greater than zero")
     if int(params.get("seconds") or 0) < 2:  # type: ignore[call-overload]
         raise SpecError("isolation_limits: seconds must be at least 2 (a settled rate needs intervals)")
 
@@ -107,7 +113,7 @@ def validate(params: dict[str, object]) -> None:
 class Case:
     """One requested limit and what became of it."""
 
-    limit: str  # cpu_quota, cpuset, disk_read_bps, disk_write_bps, disk_read_iops, bandwidth, memory
+    limit: str  # cpu_quota, cpuset, disk_read_bps, disk_write_bps, disk_read_iops, bandwidth, memory, disk_quota
     requested: float
     unit: str
     spec_field: str
@@ -165,6 +171,9 @@ def _round_specs(params: dict[str, object]) -> list[tuple[InstanceSpec, list[Cas
             cases.append(Case("memory", float(params["memory_mib"]), "MiB", "memory"))  # type: ignore[arg-type]
         if cases:
             plans.append((InstanceSpec(**fields), cases))
+    if params.get("disk_quota_mib"):
+        quota = float(params["disk_quota_mib"])  # type: ignore[arg-type]
+        plans.append((InstanceSpec(disk_quota=int(quota * MIB)), [Case("disk_quota", quota, "MiB", "disk_quota")]))
     if params.get("cpuset"):
         cpuset = str(params["cpuset"])
         from runtime.spec import parse_cpuset
@@ -232,6 +241,28 @@ def _memory(instance: Instance, case: Case, raw: RawSink) -> None:
     case.achieved = held
     case.note = (f"killed at {held:g} MiB held (exit {result.returncode}: the OOM killer ended it)"
                  if result.returncode in (137, -9) else f"stopped at {held:g} MiB (exit {result.returncode})")
+
+
+def _disk_quota(instance: Instance, case: Case, raw: RawSink) -> None:
+    """Write 1 MiB blocks into the copy-on-write root up to 4x the quota; the bytes on disk when it failed."""
+    path = f"{instance.scratch_dir}/islquota.dat"
+    count = int(case.requested * 4)
+    result = instance.exec(["sh", "-c", f"dd if=/dev/zero of={path} bs=1M count={count} conv=fsync 2>&1; "
+                                        f"echo status=$?; stat -c size=%s {path}; rm -f {path}"], timeout=600)
+    raw("disk-quota-dd.txt", f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    fields = dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith(("status=", "size=")))
+    if "size" not in fields or not fields["size"].isdigit():
+        raise ScenarioError(f"isolation_limits: the disk quota writer reported no size: {result.stdout[-300:]!r}")
+    written = int(fields["size"]) / MIB
+    if fields.get("status") == "0":
+        case.enforced = False
+        case.note = f"wrote {written:g} MiB, 4x the quota, without an error"
+        return
+    out = result.stdout.lower()
+    if "no space left" not in out and "quota exceeded" not in out:
+        raise ScenarioError(f"isolation_limits: the disk quota writer failed otherwise: {result.stdout[-300:]!r}")
+    case.achieved = written
+    case.note = f"{'ENOSPC' if 'no space left' in out else 'EDQUOT'} after {written:g} MiB"
 
 
 def _network(instance: Instance, case: Case, params: dict[str, object], raw: RawSink, peer: Any) -> None:
@@ -319,6 +350,8 @@ def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) ->
                         _network(instance, case, params, raw, peer)
                     elif case.limit == "memory":
                         _memory(instance, case, raw)
+                    elif case.limit == "disk_quota":
+                        _disk_quota(instance, case, raw)
             raw(f"round-{len(cases)}.log",
                 f"instance with {spec.limits()} measured in {time.monotonic() - began:.1f} s\n")
     raw("limits.json", json.dumps([c.record() for c in cases], indent=1))

@@ -47,6 +47,7 @@ def _spec(args: argparse.Namespace) -> InstanceSpec:
         bandwidth=None if args.bandwidth is None else parse_rate(args.bandwidth, "--bandwidth"),
         hostname=args.hostname, env=dict(e.split("=", 1) for e in args.env), volume=args.volume,
         seccomp=args.seccomp, userns=getattr(args, "userns", False),
+        disk_quota=size(getattr(args, "disk_quota", None), "--disk-quota"),
     )
 
 
@@ -209,6 +210,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--hostname", default="isolab")
     run.add_argument("--volume", action="store_true",
                      help="a data volume at /mnt: a host directory next to the writable layer, removed with it")
+    run.add_argument("--disk-quota", help="hard limit on what the container writes to its writable layer and "
+                     "volume together, e.g. 1G (a write past it fails with ENOSPC)")
     run.add_argument("--seccomp", default="default", choices=SECCOMP_PROFILES,
                      help="default: Docker's default seccomp profile; unconfined: no syscall filter")
     run.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE")

@@ -2,6 +2,8 @@
 the cgroup and wire the network; build the overlay root, pivot, harden, exec), exec, wait, kill, destroy.
 With `InstanceSpec(volume=True)` the container also gets a data volume: the host directory
 /var/tmp/isolab/<id>/volume (next to the writable layer, removed with it), bind-mounted at /mnt.
+With `InstanceSpec(disk_quota=N)` the writable layer, overlay's work dir and the volume live on a
+filesystem of N bytes of room made for the container (runtime.container.quota), unmounted on destroy.
 
 `start` reads like the order of operations; each step that can fail reports which step and why, and
 every failure tears down what was made so far. The state file /run/isolab/<id>/state.json lets the
@@ -26,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from runtime import state
-from runtime.container import hardening, namespaces, rootfs, seccomp, userns
+from runtime.container import hardening, namespaces, quota, rootfs, seccomp, userns
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
@@ -94,9 +96,12 @@ class Container:
         self.state_dir = state_dir(self.instance_id)
         self.root = self.state_dir / "root"
         self.layer_dir = scratch_dir(self.instance_id)
-        self.upper = self.layer_dir / "upper"
-        self.work = self.layer_dir / "work"
-        self.volume = self.layer_dir / "volume" if spec.volume else None  # bind-mounted at VOLUME_DIR
+        # with a disk quota the writable layer and the volume live on a filesystem of the quota's size
+        self.quota_disk = None if spec.disk_quota is None else quota.QuotaDisk(self.instance_id, spec.disk_quota)
+        write_dir = self.layer_dir if self.quota_disk is None else self.quota_disk.mountpoint
+        self.upper = write_dir / "upper"
+        self.work = write_dir / "work"
+        self.volume = write_dir / "volume" if spec.volume else None  # bind-mounted at VOLUME_DIR
         # user namespace: the ids its root maps to, and the first process's working directory
         self.mapping: idmap.IdMapping | None = userns.SUITE_MAPPING if spec.userns else None
         self.userns_dir = self.state_dir / userns.WORKDIR
@@ -126,6 +131,8 @@ class Container:
         for layer in self.layers:
             if not layer.is_dir():
                 raise ImageError(f"container: layer directory {layer} does not exist")
+        if self.spec.disk_quota is not None:
+            quota.check(self.spec.disk_quota)
         _register_exit_hook()
         try:
             # root-only (0700; state.json 0600): state.json may hold -e secrets, and a setuid file made
@@ -133,6 +140,8 @@ class Container:
             state.claim(self.state_dir, "container")
             self.root.mkdir()
             _private_dir(self.layer_dir)
+            if self.quota_disk is not None:
+                self.quota_disk.create()
             self.upper.mkdir()
             self.work.mkdir()
             if self.volume is not None:
@@ -159,7 +168,10 @@ class Container:
     def _io_device(self) -> str | None:
         wants_io = any(getattr(self.spec, k) is not None
                        for k in ("io_read_bps", "io_write_bps", "io_read_iops", "io_write_iops"))
-        return block_device_of(SCRATCH_ROOT) if wants_io else None
+        if not wants_io:
+            return None
+        # with a disk quota the writable layer is on its own loop device: throttle that one
+        return block_device_of(SCRATCH_ROOT if self.quota_disk is None else self.quota_disk.mountpoint)
 
     # ---- start ----------------------------------------------------------------------------------
     def start(self) -> Container:
@@ -464,7 +476,9 @@ class Container:
         """stop(), then remove the writable layer, the data volume and the state dir. Idempotent."""
         try:
             self.stop()
-        finally:  # (no mounts to detach: they all live in the container's own mount namespace)
+        finally:  # (other mounts live in the container's own mount namespace)
+            if self.quota_disk is not None:
+                self.quota_disk.remove()
             shutil.rmtree(self.layer_dir, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.status = "destroyed"

@@ -61,6 +61,8 @@ def resources(spec: InstanceSpec, io_device: str | None) -> tuple[dict[str, Any]
         res["blockIO"] = {k: [{"major": major, "minor": minor, "rate": v}] for k, v in wanted.items()}
     if spec.bandwidth is not None:
         ignored["bandwidth"] = spec.bandwidth  # network "none" only: no link to shape
+    if spec.disk_quota is not None:
+        ignored["disk_quota"] = spec.disk_quota  # the bundle's writable layer is a plain overlay upper
     return res, ignored
 
 

@@ -105,6 +105,12 @@ def ignored_limits(spec: InstanceSpec) -> dict[str, object]:
         ignored["pids_max"] = spec.pids_max  # the guest kernel owns its processes
     if spec.bandwidth is not None and spec.network != "bridge":
         ignored["bandwidth"] = spec.bandwidth  # no NIC to shape
+    if spec.disk_quota is not None:
+        # The guest's root is the image's ext4 behind a qcow2 overlay whose virtual size is the image's
+        # (a qcow2 overlay cannot be smaller than its backing file, and the guest's free room is the image
+        # recipe's headroom, 3 GiB); the volume has the platform's volume_size. The VM's writes are bounded
+        # by those disk sizes, not by this request.
+        ignored["disk_quota"] = spec.disk_quota
     return ignored
 
 

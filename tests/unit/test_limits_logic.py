@@ -88,3 +88,11 @@ def test_profiles_are_valid_here():
     for params in limits.PROFILES.values():
         limits.validate(params)
     assert not math.isnan(limits.MIB)
+
+
+def test_disk_quota_is_its_own_round_in_the_full_profile_only():
+    assert not limits.PROFILES["quick"].get("disk_quota_mib")  # the quick profile's time is unchanged
+    plans = limits._round_specs(limits.PROFILES["full"])
+    rounds = [spec for spec, cases in plans if any(c.limit == "disk_quota" for c in cases)]
+    assert len(rounds) == 1 and rounds[0].disk_quota == 64 * 2**20
+    assert rounds[0].limits() == {"disk_quota": 64 * 2**20}  # alone: no io cap on the same instance
