@@ -219,6 +219,7 @@ PLATFORMS: dict[str, str] = {
     "crun": "runtime.oci.platform:CrunPlatform",
     "runc": "runtime.oci.platform:RuncPlatform",
     "lxc": "runtime.lxc.platform:LxcPlatform",
+    "docker": "runtime.docker.platform:DockerPlatform",
 }
 #: What a run measures when no platform is named (`--platform all` means every registered one): the
 #: platforms registered before the production runtimes came (issue #12 keeps them as the default).
