@@ -12,7 +12,8 @@ What Docker refuses outright is refused here first, with one SpecError naming th
 host's CPU count or below 0.01, a cpuset naming CPUs the host does not have, less than 6 MiB of memory, a
 swap limit without or below the memory limit, cpu_shares below 2. Limits it cannot apply on this host
 (io without a block device under the data root, a swap limit without swap accounting, bandwidth outside
-bridge/nat) are returned as ignored.
+bridge/nat, disk_quota: overlay2 limits a container's size only on an xfs data root mounted with pquota)
+are returned as ignored.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def create_args(spec: InstanceSpec, *, host_cpus: list[int], io_device: str | No
             ignored[field] = value
         else:
             args[option] = [{"Path": io_device, "Rate": value}]
+    if spec.disk_quota is not None:  # overlay2's `--storage-opt size` needs an xfs data root with pquota
+        ignored["disk_quota"] = spec.disk_quota
     if spec.bandwidth is not None and spec.network not in ("bridge", "nat"):
         ignored["bandwidth"] = spec.bandwidth
     if spec.seccomp == "unconfined":

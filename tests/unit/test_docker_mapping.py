@@ -39,9 +39,10 @@ def test_limits_map_onto_dockers_options():
 
 
 def test_what_cannot_be_applied_here_is_listed_as_ignored():
-    spec = InstanceSpec(memory=64 * 2**20, memory_swap=128 * 2**20, io_write_bps=2**20, bandwidth=10**8)
+    spec = InstanceSpec(memory=64 * 2**20, memory_swap=128 * 2**20, io_write_bps=2**20, bandwidth=10**8,
+                        disk_quota=2**30)
     args, ignored = args_for(spec, io_device=None, swap_accounting=False)
-    assert ignored == {"memory_swap": 128 * 2**20, "io_write_bps": 2**20, "bandwidth": 10**8}
+    assert ignored == {"memory_swap": 128 * 2**20, "io_write_bps": 2**20, "bandwidth": 10**8, "disk_quota": 2**30}
     assert "memswap_limit" not in args and "device_write_bps" not in args
 
 

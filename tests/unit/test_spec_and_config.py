@@ -42,8 +42,8 @@ def test_selection_defaults_and_errors():
     assert config.platforms == ("native", "container", "container-userns", "vm")
     assert config.reps == 3
     assert ("native", "cpu") in config.cells()
-    with pytest.raises(SpecError, match="unknown platform docker"):
-        parse_selection("native,docker", None, "quick", None)
+    with pytest.raises(SpecError, match="unknown platform hyperv"):
+        parse_selection("native,hyperv", None, "quick", None)
     with pytest.raises(SpecError, match="unknown scenario gpu"):
         parse_selection(None, "gpu", "quick", None)
     with pytest.raises(SpecError, match="repetitions"):
