@@ -165,6 +165,16 @@ class LxcInstance(Instance):
         return " | ".join(errors[-4:])[-800:] or stderr.strip()[-800:] or "no message"
 
     def _init_pid(self) -> int:
+        """The init's host pid: the one process in the inner cgroup right after the start (a file read),
+        else as lxc-info reports it (one more exec of an LXC tool)."""
+        for parent in cgroup_parents():
+            procs = (parent / self.instance_id / config.INNER / "cgroup.procs")
+            try:
+                pids = procs.read_text().split()
+            except OSError:
+                continue
+            if len(pids) == 1:
+                return int(pids[0])
         out = self.lxc.call("info", "-p", "-H").stdout.strip()
         try:
             return int(out)
