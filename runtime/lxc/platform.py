@@ -44,7 +44,7 @@ from runtime.linux import syscalls as sc
 from runtime.linux import transfer
 from runtime.linux.process import descendants
 from runtime.lxc import config, host
-from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, scratch_dir
+from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT, scratch_dir
 from runtime.platform import KIND_CONTAINER, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
@@ -52,6 +52,15 @@ NAME = "lxc"
 TOOL_TIMEOUT_S = 60.0
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MEMSW = Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+
+
+#: Where LXC (as root) keeps a lock file per container: <LOCK_ROOT>/<lxcpath without its leading />/.<name>.
+LOCK_ROOT = Path("/run/lxc/lock")
+
+
+def lock_dir(lxcpath: Path) -> Path:
+    """LXC's lock directory of an lxcpath (it outlives the container: removed by destroy and cleanup)."""
+    return LOCK_ROOT / str(lxcpath).lstrip("/")
 
 
 def _token(instance_id: str) -> str:
@@ -291,6 +300,7 @@ class LxcInstance(Instance):
         else:
             network_error = None
         busy = remove_cgroups(self.instance_id)
+        shutil.rmtree(lock_dir(self.state_dir), ignore_errors=True)
         sc.detach_all_under(self.state_dir)
         shutil.rmtree(self.layer_dir, ignore_errors=True)
         if busy:
@@ -353,14 +363,16 @@ class LxcPlatform(Platform):
         return instance
 
     def cleanup_leftovers(self) -> list[str]:
-        """Cgroups of dead instances that runtime.sweep leaves: it empties `isolab/<id>` but not the
-        `inner` child where LXC put the container's processes (the sweep has already removed the state
-        dirs and unmounted the roots of dead instances)."""
+        """What runtime.sweep leaves of dead instances: their cgroups in hierarchies it does not visit
+        (name=systemd) and LXC's lock dirs under /run/lxc/lock (the sweep has already killed the
+        containers, unmounted their roots and removed their state dirs)."""
         removed: list[str] = []
         tokens: set[str] = set()
         for parent in set(cgroup_parents()) | set(Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}")):
             for kind in (NAME, config.MONITOR_KIND):
                 tokens |= {_token(p.name) for p in parent.glob(f"{kind}-*") if p.is_dir()}
+        locks = lock_dir(STATE_ROOT)
+        tokens |= {_token(p.name) for p in locks.glob(f"{NAME}-*")} if locks.is_dir() else set()
         for token in sorted(tokens):
             if state.token_live(token):
                 continue
@@ -368,6 +380,16 @@ class LxcPlatform(Platform):
             dirs = [str(p) for p in instance_cgroups(instance_id)]
             busy = remove_cgroups(instance_id)
             removed += [d for d in dirs if d not in busy]
+            if (locks / instance_id).exists():
+                shutil.rmtree(locks / instance_id, ignore_errors=True)
+                removed.append(str(locks / instance_id))
+        # LXC's lock dirs for the state root (LOCK_ROOT itself is LXC's), when no instance is live: an
+        # instance's state dir is made before lxc-start makes these, so none can be between the two
+        live = any(state.is_live(p) for p in state.instances(STATE_ROOT, NAME))
+        parent = locks
+        while not live and parent != LOCK_ROOT and parent.is_relative_to(LOCK_ROOT):
+            state.remove_empty_dirs(parent)
+            parent = parent.parent
         return removed
 
     def describe(self) -> PlatformInfo:

@@ -16,6 +16,7 @@ import pytest
 
 from runtime import state
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
+from runtime.lxc.platform import lock_dir
 from runtime.naming import CGROUP_PARENT, SCRATCH_ROOT, STATE_ROOT
 from runtime.platform import load_platform
 from runtime.spec import InstanceSpec
@@ -41,8 +42,9 @@ def token(instance_id: str) -> str:
 
 def traces(instance_id: str) -> list[str]:
     """What an instance may leave on the host: state and layer dirs, cgroups (its own and LXC's monitor's),
-    mounts, LXC processes (the monitor names the instance's lxcpath)."""
-    found = [str(p) for p in (STATE_ROOT / instance_id, SCRATCH_ROOT / instance_id) if p.exists()]
+    mounts, LXC's lock dir, LXC processes (the monitor names the instance's lxcpath)."""
+    found = [str(p) for p in (STATE_ROOT / instance_id, SCRATCH_ROOT / instance_id,
+                              lock_dir(STATE_ROOT / instance_id)) if p.exists()]
     found += [str(p) for name in (instance_id, f"lxcmon-{token(instance_id)}")
               for p in CGROUP.glob(f"*/{CGROUP_PARENT}/{name}")]
     found += [line.split()[4] for line in open("/proc/self/mountinfo") if instance_id in line.split()[4]]
@@ -189,6 +191,8 @@ def test_a_failed_start_leaves_nothing(lxc):
                if not state.token_live(token(p.name))]
     assert mounts == [] and cgroups == []
     assert not [p for p in state.instances(SCRATCH_ROOT, "lxc") if not (STATE_ROOT / p.name).exists()]
+    locks = lock_dir(STATE_ROOT)
+    assert not [p for p in (locks.glob("lxc-*") if locks.is_dir() else []) if not state.token_live(token(p.name))]
 
 
 def test_networks_and_no_lxc_net(lxc):
