@@ -220,6 +220,7 @@ PLATFORMS: dict[str, str] = {
     "runc": "runtime.oci.platform:RuncPlatform",
     "lxc": "runtime.lxc.platform:LxcPlatform",
     "docker": "runtime.docker.platform:DockerPlatform",
+    "gvisor": "runtime.gvisor.platform:GvisorPlatform",
 }
 #: What a run measures when no platform is named (`--platform all` means every registered one): the
 #: platforms registered before the production runtimes came (issue #12 keeps them as the default).

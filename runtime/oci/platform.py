@@ -45,13 +45,14 @@ RUNTIME_TIMEOUT_S = 60.0
 class OciRuntime:
     """One runtime binary and how to call it (crun through the hybrid-host workaround when needed)."""
 
-    def __init__(self, name: str, binary: str) -> None:
+    def __init__(self, name: str, binary: str, flags: Sequence[str] = ()) -> None:
         self.name = name
         self.binary = binary
+        self.flags = list(flags)  # global flags after --root (runsc: --platform, --network, ...)
         self.prefix = hybrid.private_prefix() if name == "crun" and hybrid.hybrid_host() else []
 
     def argv(self, root: Path, *args: str) -> list[str]:
-        return [*self.prefix, self.binary, "--root", str(root), *args]
+        return [*self.prefix, self.binary, "--root", str(root), *self.flags, *args]
 
     def call(self, root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(self.argv(root, *args), stdin=subprocess.DEVNULL, capture_output=True,
@@ -109,10 +110,7 @@ class OciInstance(Instance):
             self.volume.mkdir()
         self.root.mkdir()
         mount_overlay([lower], upper, work, self.root)
-        wants_io = any(k.startswith("io_") for k in self.spec.limits())
-        cfg, self.ignored = bundle.config(
-            self.spec, self.root, INIT_ARGV, f"/{CGROUP_PARENT}/{self.instance_id}", writable=True,
-            volume=self.volume, io_device=block_device_of(SCRATCH_ROOT) if wants_io else None)
+        cfg, self.ignored = self.bundle_config()
         if self.network.mode == "bridge":
             self.ignored.pop("bandwidth", None)  # tc on both ends of the veth, as for our containers
         self.network.prepare()  # the bridge(s) and an address (bridge, nat)
@@ -139,16 +137,27 @@ class OciInstance(Instance):
         self.rt.call(self.rt_root, "start", self.container_id)
         self.start_phases.lap("start")
 
+    def bundle_config(self) -> tuple[dict[str, object], dict[str, object]]:
+        """(config.json, limits of the spec it cannot express) for this instance's bundle."""
+        wants_io = any(k.startswith("io_") for k in self.spec.limits())
+        return bundle.config(
+            self.spec, self.root, INIT_ARGV, f"/{CGROUP_PARENT}/{self.instance_id}", writable=True,
+            volume=self.volume, io_device=block_device_of(SCRATCH_ROOT) if wants_io else None)
+
     # ---- use ------------------------------------------------------------------------------------
+    def exec_argv(self, argv: Sequence[str], env: dict[str, str], pid_file: Path) -> list[str]:
+        """The runtime's command line that runs `argv` in the container with the whole `env`."""
+        env_args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+        # --no-new-privs: crun's exec does not take it from the config as runc's does
+        return self.rt.argv(self.rt_root, "exec", "--no-new-privs", *env_args, "--pid-file", str(pid_file),
+                            self.container_id, *argv)
+
     def exec(self, argv: Sequence[str], timeout: float = 600.0,
              env: dict[str, str] | None = None) -> ExecResult:
         pid_file = self.state_dir / f"exec-{time.monotonic_ns()}.pid"
         # the whole environment each time: crun replaces the config's with whatever --env gives
         full_env = {"PATH": bundle.DEFAULT_PATH, **self.spec.env, **(env or {})}
-        env_args = [a for k, v in full_env.items() for a in ("--env", f"{k}={v}")]
-        # --no-new-privs: crun's exec does not take it from the config as runc's does
-        cmd = self.rt.argv(self.rt_root, "exec", "--no-new-privs", *env_args, "--pid-file", str(pid_file),
-                           self.container_id, *argv)
+        cmd = self.exec_argv(argv, full_env, pid_file)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, errors="replace")
@@ -272,6 +281,7 @@ class OciPlatform(Platform):
 
     name = ""
     colour: str = "#8c8c8c"
+    instance_class: type[OciInstance] = OciInstance
 
     @property  # type: ignore[override]
     def network_modes(self) -> tuple[str, ...]:
@@ -289,6 +299,10 @@ class OciPlatform(Platform):
         if self.binary is None:
             raise PlatformUnavailable(self._missing())
         return OciRuntime(self.name, self.binary)
+
+    def runtime_for(self, spec: InstanceSpec) -> OciRuntime:
+        """The runtime as an instance of `spec` calls it (a subclass may add global flags)."""
+        return self.runtime()
 
     def _missing(self) -> str:
         return (f"{self.name}: the {self.name} binary is not on PATH (Debian package {self.name}; "
@@ -315,9 +329,9 @@ class OciPlatform(Platform):
         self.check_spec(spec)
         if self.image is None:
             raise InstanceError(f"{self.name}: no image given")
-        runtime = self.runtime()
+        runtime = self.runtime_for(spec)
         instance_id, state_dir = state.create(self.name)
-        instance = OciInstance(runtime, instance_id, state_dir, spec)
+        instance = self.instance_class(runtime, instance_id, state_dir, spec)
         try:
             instance.start(self.image.rootfs)
         except BaseException:

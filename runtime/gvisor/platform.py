@@ -1,0 +1,246 @@
+"""The `gvisor` platform: runsc (gVisor) as the OCI runtime of runtime/oci's bundle, a sandboxed container.
+
+Everything runtime/oci does for crun and runc holds here (state dir, overlay root, bundle from the
+InstanceSpec, cgroup `isolab/<id>`, `sleep infinity` as pid 1, kill + delete + sweep on destroy); what
+differs is gVisor's:
+- runsc's global flags: its --root under the instance's state dir, the gVisor platform found by
+  runtime.gvisor.probe (or forced), --network=none (the sentry's netstack with loopback only) or host
+  (the sentry's host network passthrough), --overlay2=none (writes go through the gofer to our overlay),
+  no debug logs. runsc puts the whole sandbox (sentry, gofer, ptrace stubs) in the spec's cgroup and
+  writes the limits there; the sentry also sizes its own memory from the limit (`--total-memory`).
+- gVisor mounts its own memory-backed tmpfs on /tmp when the image's /tmp is empty (as under Docker), so
+  workloads write to /var/tmp, on the root overlay like every other platform's scratch dir.
+- The sentry caches the root filesystem as its own (runsc --file-access=exclusive, the default): a file
+  the host replaces under it is not seen (measured: a rename over a file the sandbox had read kept the
+  old content). Files therefore move through `runsc exec` with `cat`, so they take the same path as the
+  workload's own writes and reads: exactly what the sandbox sees.
+- exec: `runsc exec` (it has no --no-new-privs); a command past its deadline is killed inside the
+  sandbox by its sandbox pid (`runsc kill --pid`), since killing `runsc exec` leaves it running.
+- quiesce: `runsc pause` stops every task in the sentry; wake: `runsc resume`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime import state
+from runtime.container.cgroups import cgroup_version, make_cgroup
+from runtime.errors import PlatformUnavailable, SpecError
+from runtime.gvisor import probe
+from runtime.linux.process import kill_matching, processes
+from runtime.linux.transfer import TransferError
+from runtime.naming import STATE_ROOT
+from runtime.oci.platform import RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
+from runtime.platform import KIND_SANDBOXED_CONTAINER, PlatformInfo
+from runtime.spec import InstanceSpec
+
+RUNSC_PLATFORMS = ("auto", *probe.PREFERENCE)
+SCRATCH = "/var/tmp"
+TRANSFER_TIMEOUT_S = 600.0
+#: What differs from runc/crun that a reader of env.json must know.
+NOTES = {
+    "tmp": "/tmp is gVisor's own tmpfs (sandbox memory), mounted by runsc because the image's /tmp is "
+           f"empty; workloads write to {SCRATCH} on the root overlay",
+    "file_transfer": "through `runsc exec` and cat: the sentry caches the root as exclusive "
+                     "(--file-access=exclusive), so host-side writes to the overlay are not reliably seen",
+    "seccomp": "the bundle's OCI seccomp profile is not loaded (runsc without --oci-seccomp, as Docker "
+               "with runsc); the application's syscalls go to the sentry, which runs under gVisor's own "
+               "host seccomp filter",
+    "cgroups": "runsc writes the spec's limits to isolab/<id> and puts the sandbox there whole: sentry, "
+               "gofer and platform stubs; pids_max counts those host tasks, not the container's processes",
+    "kernel": "the sentry reports Linux 4.4.0; statx with AT_NO_AUTOMOUNT fails with EINVAL in this build, "
+              "so coreutils 9.1 `ls`/`stat` fail inside while the syscalls the workloads use work",
+}
+
+
+class GvisorInstance(OciInstance):
+    """A running gVisor sandbox (see the module docstring)."""
+
+    scratch_dir = SCRATCH
+
+    def __init__(self, runtime: OciRuntime, instance_id: str, state_dir: Path, spec: InstanceSpec,
+                 runsc_platform: str = "ptrace") -> None:
+        super().__init__(runtime, instance_id, state_dir, spec)
+        self.runsc_platform = runsc_platform
+
+    # ---- use ------------------------------------------------------------------------------------
+    def exec_argv(self, argv: Sequence[str], env: dict[str, str], pid_file: Path) -> list[str]:
+        env_args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+        return self.rt.argv(self.rt_root, "exec", *env_args, "--internal-pid-file", str(pid_file),
+                            self.container_id, *argv)
+
+    def _kill_exec(self, pid_file: Path, proc: subprocess.Popen[str]) -> None:
+        """Kill the command inside the sandbox (its pid there), then `runsc exec` itself."""
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid > 0:
+            self.rt.call(self.rt_root, "kill", "--pid", str(pid), self.container_id, "KILL", check=False)
+        super()._kill_exec(Path("/nonexistent"), proc)
+
+    def _transfer(self, script: str, remote: str, what: str, stdin: object, timeout: float,
+                  ) -> subprocess.CompletedProcess[bytes]:
+        where = f"gvisor {self.instance_id}: {what} {remote!r}"
+        if not remote or remote.endswith("/"):
+            raise TransferError(f"{where}: does not name a file")
+        cmd = self.rt.argv(self.rt_root, "exec", self.container_id, "/bin/sh", "-c", script, "isolab-transfer",
+                           remote)
+        try:
+            proc = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=timeout)  # type: ignore[arg-type]
+        except subprocess.TimeoutExpired as exc:
+            raise TransferError(f"{where}: no answer within {timeout:g} s") from exc
+        if proc.returncode != 0:
+            raise TransferError(f"{where}: {proc.stderr.decode(errors='replace').strip()[-400:] or 'failed'} "
+                                f"(exit {proc.returncode})")
+        return proc
+
+    def put_file(self, local: Path, remote: str) -> None:
+        """Written by cat inside the sandbox from the host file on its stdin (paths resolve in the sandbox)."""
+        script = ('if [ -e "$1" ] && [ ! -f "$1" ]; then echo "$1 exists and is not a regular file" >&2; '
+                  'exit 3; fi; exec cat > "$1"')
+        with open(local, "rb") as src:
+            self._transfer(script, remote, "put", src, TRANSFER_TIMEOUT_S)
+
+    def get_file(self, remote: str, local: Path) -> None:
+        """Read by cat inside the sandbox; its size, told first, must match what arrived."""
+        script = ('if [ ! -f "$1" ]; then echo "$1 is not a regular file" >&2; exit 3; fi; '
+                  'wc -c < "$1" >&2 && exec cat "$1"')
+        proc = self._transfer(script, remote, "get", subprocess.DEVNULL, TRANSFER_TIMEOUT_S)
+        try:
+            size = int(proc.stderr.decode(errors="replace").split()[0])
+        except (IndexError, ValueError):
+            size = -1
+        if size != len(proc.stdout):
+            raise TransferError(f"gvisor {self.instance_id}: get {remote!r}: {len(proc.stdout)} bytes arrived, "
+                                f"the file had {size}")
+        Path(local).write_bytes(proc.stdout)
+
+    def host_pids(self) -> list[int]:
+        """Every host process of the sandbox (sentry, gofer, platform stubs): its cgroup's."""
+        return sorted(make_cgroup(self.instance_id, self.spec).pids())
+
+    def metadata(self) -> dict[str, object]:
+        meta = super().metadata()
+        meta.update(runtime="runsc", runsc_platform=self.runsc_platform,
+                    seccomp="gVisor sentry (OCI profile not loaded, as Docker with runsc)",
+                    user_namespace="the sandbox runs as nobody in its own user namespace; root inside is "
+                                   "the sentry's (InstanceSpec.userns is not mapped)")
+        return meta
+
+    def quiesce(self) -> str | None:
+        self.rt.call(self.rt_root, "pause", self.container_id)
+        self.paused = True
+        return "runsc pause (every task in the sentry stopped)"
+
+
+class GvisorPlatform(OciPlatform):
+    """gVisor's runsc on runtime/oci's bundle and overlay; the gVisor platform probed, or forced."""
+
+    name = "gvisor"
+    colour = "#da8bc3"
+    instance_class = GvisorInstance
+    network_modes = ("none", "host")  # type: ignore[assignment]
+
+    def __init__(self, image: object | None = None, runsc_platform: str = "auto", **_options: object) -> None:
+        super().__init__(image)  # type: ignore[arg-type]
+        self.binary = shutil.which("runsc")
+        if runsc_platform not in RUNSC_PLATFORMS:
+            raise SpecError(f"gvisor: unknown gVisor platform {runsc_platform!r} (one of "
+                            f"{', '.join(RUNSC_PLATFORMS)})")
+        self.requested = runsc_platform
+        self.choice: probe.PlatformChoice | None = None
+
+    def _missing(self) -> str:
+        return ("gvisor: the runsc binary is not on PATH (Debian package runsc; `python -m bench setup` "
+                "installs it)")
+
+    def check_available(self) -> None:
+        super().check_available()
+        assert self.binary is not None
+        self.choice = probe.choose(self.binary, self.requested)
+        if self.choice.platform is None:
+            raise PlatformUnavailable(f"gvisor: {self.choice.reason}")
+
+    def runsc_platform(self) -> str:
+        if self.choice is None:
+            self.check_available()
+        assert self.choice is not None and self.choice.platform is not None
+        return self.choice.platform
+
+    def runtime_for(self, spec: InstanceSpec) -> OciRuntime:
+        if self.binary is None:
+            raise PlatformUnavailable(self._missing())
+        network = "host" if spec.network == "host" else "none"
+        return OciRuntime("runsc", self.binary, [f"--platform={self.runsc_platform()}", f"--network={network}",
+                                                 "--overlay2=none"])
+
+    def create(self, spec: InstanceSpec) -> GvisorInstance:
+        instance = super().create(spec)
+        assert isinstance(instance, GvisorInstance)
+        instance.runsc_platform = self.runsc_platform()
+        return instance
+
+    def version(self) -> str:
+        """'runsc 0.0~20221219.0' (the first line of `runsc --version`), '?' without the binary."""
+        if self.binary is None:
+            return "?"
+        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
+                             timeout=RUNTIME_TIMEOUT_S).stdout
+        first = out.splitlines()[0].strip() if out else "?"
+        return first.replace("runsc version ", "runsc ")
+
+    def mechanism(self) -> str:
+        """'gVisor runsc 20221219, platform ptrace' (the platform once probed)."""
+        version = self.version().rsplit("~", 1)[-1].split(".")[0] if self.binary else "(not installed)"
+        platform = self.choice.platform if self.choice and self.choice.platform else "not probed"
+        return f"gVisor runsc {version}, platform {platform}"
+
+    def describe(self) -> PlatformInfo:
+        """The mechanism names the gVisor platform probed by check_available() (describe() does not probe)."""
+        return PlatformInfo(name=self.name, kind=KIND_SANDBOXED_CONTAINER, display_name="gVisor (runsc)",
+                            colour=self.colour, mechanism=self.mechanism(), emulated=False, baseline=False)
+
+    def environment(self) -> dict[str, object]:
+        if self.choice is None:
+            self.check_available()
+        assert self.choice is not None
+        return {
+            "runtime": self.version(), "binary": self.binary, "mechanism": self.mechanism(),
+            "runsc_platform": self.choice.platform, "runsc_platform_requested": self.requested,
+            "runsc_platforms_tried": dict(self.choice.tried),
+            "runsc_flags": f"--platform={self.choice.platform} --network=none|host --overlay2=none; "
+                           "--file-access=exclusive (default); no debug logs",
+            "cgroup_version": cgroup_version(), "cgroup_driver": "cgroupfs (runsc)",
+            "rootfs": "overlay: the shared rootfs (read-only lower) + a writable upper under the scratch root, "
+                      "served to the sentry by runsc's gofer",
+            "init": "sleep infinity", "network_modes": list(self.network_modes),
+            "network": "none: the sentry's netstack with loopback only; host: the sentry passes sockets to "
+                       "the host's network stack (runsc --network=host)",
+            "scratch_dir": SCRATCH, **NOTES}
+
+    def cleanup_leftovers(self) -> list[str]:
+        """Beyond the generic sweep (state dirs, isolab/ cgroups and what runs in them) and the OCI stray
+        cgroups: any runsc process whose --root names a dead gvisor or probe state dir."""
+        removed = super().cleanup_leftovers()
+        ours = tuple(f"{STATE_ROOT}/{kind}-" for kind in (self.name, probe.PROBE_KIND))
+
+        def match(pid: int) -> str | None:
+            try:
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                return None
+            for before, arg in zip(["", *args], args, strict=False):  # `--root DIR` (ours) or `--root=DIR` (runsc's)
+                root = arg.removeprefix("--root=") if arg.startswith("--root=") else arg if before == "--root" else ""
+                if root.startswith(ours):
+                    instance = Path(root).relative_to(STATE_ROOT).parts[0]
+                    if not state.token_live(instance.rsplit("-", 1)[-1]):
+                        return f"runsc of the dead instance {instance}"
+            return None
+
+        if any(match(pid) for pid in processes()):
+            removed += kill_matching(match)
+        return removed
