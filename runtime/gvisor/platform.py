@@ -28,11 +28,11 @@ from pathlib import Path
 
 from runtime import state
 from runtime.container.cgroups import cgroup_version, make_cgroup
-from runtime.errors import PlatformUnavailable, SpecError
+from runtime.errors import InstanceError, PlatformUnavailable, SpecError
 from runtime.gvisor import probe
 from runtime.linux.process import kill_matching, processes
 from runtime.linux.transfer import TransferError
-from runtime.naming import STATE_ROOT
+from runtime.naming import CGROUP_PARENT, STATE_ROOT
 from runtime.oci.platform import RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
 from runtime.platform import KIND_SANDBOXED_CONTAINER, PlatformInfo
 from runtime.spec import InstanceSpec
@@ -64,7 +64,23 @@ class GvisorInstance(OciInstance):
     def __init__(self, runtime: OciRuntime, instance_id: str, state_dir: Path, spec: InstanceSpec,
                  runsc_platform: str = "ptrace") -> None:
         super().__init__(runtime, instance_id, state_dir, spec)
+        self.platform = "gvisor"
         self.runsc_platform = runsc_platform
+
+    def start(self, lower: Path) -> None:
+        """runtime/oci's start; a sandbox the kernel killed for its memory limit says so."""
+        try:
+            super().start(lower)
+        except InstanceError as exc:
+            oom = Path(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/{self.instance_id}/memory.oom_control")
+            try:
+                kills = dict(line.split() for line in oom.read_text().splitlines()).get("oom_kill", "0")
+            except (OSError, ValueError):
+                kills = "0"
+            if kills != "0" and self.spec.memory is not None:
+                raise InstanceError(f"{str(exc).rstrip(': ')}: the sandbox hit its memory limit of "
+                                    f"{self.spec.memory >> 20} MiB (sentry, gofer and application share it)") from exc
+            raise
 
     # ---- use ------------------------------------------------------------------------------------
     def exec_argv(self, argv: Sequence[str], env: dict[str, str], pid_file: Path) -> list[str]:
