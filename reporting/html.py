@@ -21,7 +21,19 @@ import pandas as pd
 
 from bench.dataset import Dataset, Outcome, load
 from bench.results import RunStore
-from reporting import colour, drift, export, formatting, isolation, noisy, overview, platforms, plots, tables
+from reporting import (
+    calibration,
+    colour,
+    drift,
+    export,
+    formatting,
+    isolation,
+    noisy,
+    overview,
+    platforms,
+    plots,
+    tables,
+)
 from reporting.claims import claims_frame
 from reporting.summary import by_host, pairwise_mann_whitney, samples_frame, summary_frame
 from runtime.platform import PlatformInfo
@@ -309,6 +321,13 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
             [[h["platform"], h["label"], h["median"], h["unit"], h["interval"], h["level"]]
              for h in map(_headline, headlines)], "Headline figures per platform", "headlines"),
             tables_dir / "headlines.tex"))
+    calibrated = calibration.comparisons(magnitudes, infos, data.hosts)
+    if calibrated:
+        csv_files.append(export.write_csv(calibration.frame(calibrated), tables_dir / "calibration.csv"))
+        tex_files.append(export.write_latex(export.latex_table(
+            calibration.LATEX_HEADER, calibration.latex_rows(calibrated),
+            "Calibration: ours divided by each reference runtime, with the interval at its real level",
+            "calibration"), tables_dir / "calibration.tex"))
     if not claims.empty:
         csv_files.append(export.write_csv(claims, tables_dir / "claims.csv"))
         tex_files.append(export.write_latex(export.latex_table(
@@ -353,6 +372,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         "headlines": [_headline(h) for h in headlines],
         "baseline": baseline,
         "claims": _claims_view(claims),
+        "calibration": calibration.view(calibrated),
         "pairwise": _frame_table(versus.drop(columns=["host"], errors="ignore")) if not versus.empty else None,
         "sections": sections,
         "columns": tables.DISPLAY_COLUMNS,
