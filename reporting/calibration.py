@@ -193,7 +193,13 @@ def view(rows: list[Row]) -> dict[str, object] | None:
         flagged = [b for b in body if b["verdict"]]
         tables.append({"ours": mine, "references": refs, "rows": body, "flagged": flagged})
     kind = next(iter(dict.fromkeys(r.ours.kind for r in rows)))
-    return {"kind": kind, "areas": ", ".join(CALIBRATED_AREAS), "tables": tables}
+    levels = [c.ratio.interval.level for r in rows for c in r.comparisons if c.ratio.interval.defined]
+    lowest = min(levels, default=0.0)
+    chance = "" if not levels or lowest >= stats.CONFIDENCE else (
+        f"The lowest level here is {stats.format_level(lowest)}: such an interval misses the true ratio "
+        f"{stats.format_level(1 - lowest)} of the time, so over {len(levels)} ratios some rows are flagged by "
+        "chance alone; more repetitions (the full profile) raise the level before a flag is taken for a defect.")
+    return {"kind": kind, "areas": ", ".join(CALIBRATED_AREAS), "tables": tables, "chance": chance}
 
 
 def latex_rows(rows: list[Row]) -> list[list[object]]:
