@@ -38,7 +38,7 @@ from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, Spec
 from runtime.image.store import Image
 from runtime.linux.transfer import TransferError
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, scratch_dir
-from runtime.platform import KIND_CONTAINER, Instance, Platform, PlatformInfo, StartPhases
+from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import ExecResult, InstanceSpec, parse_cpuset
 
 INIT_ARGV = ["sleep", "infinity"]
@@ -477,7 +477,7 @@ class DockerPlatform(Platform):
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="Docker", colour=self.colour,
                             mechanism=f"dockerd {version.get('Version', '?').split('+')[0]} + {runtime}, "
                                       f"cgroup v{info.get('CgroupVersion', cgroup_version())}",
-                            emulated=False, baseline=False)
+                            emulated=False, baseline=False, role=ROLE_REFERENCE)
 
     def environment(self) -> dict[str, object]:
         version, info = self._facts()

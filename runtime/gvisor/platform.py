@@ -34,7 +34,7 @@ from runtime.linux.process import kill_matching, processes
 from runtime.linux.transfer import TransferError
 from runtime.naming import CGROUP_PARENT, STATE_ROOT
 from runtime.oci.platform import RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
-from runtime.platform import KIND_SANDBOXED_CONTAINER, PlatformInfo
+from runtime.platform import KIND_SANDBOXED_CONTAINER, ROLE_REFERENCE, PlatformInfo
 from runtime.spec import InstanceSpec
 
 RUNSC_PLATFORMS = ("auto", *probe.PREFERENCE)
@@ -218,7 +218,8 @@ class GvisorPlatform(OciPlatform):
     def describe(self) -> PlatformInfo:
         """The mechanism names the gVisor platform probed by check_available() (describe() does not probe)."""
         return PlatformInfo(name=self.name, kind=KIND_SANDBOXED_CONTAINER, display_name="gVisor (runsc)",
-                            colour=self.colour, mechanism=self.mechanism(), emulated=False, baseline=False)
+                            colour=self.colour, mechanism=self.mechanism(), emulated=False, baseline=False,
+                            role=ROLE_REFERENCE)
 
     def environment(self) -> dict[str, object]:
         if self.choice is None:

@@ -45,7 +45,7 @@ from runtime.linux import transfer
 from runtime.linux.process import descendants
 from runtime.lxc import config, host
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT, scratch_dir
-from runtime.platform import KIND_CONTAINER, Instance, Platform, PlatformInfo, StartPhases
+from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Instance, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
 NAME = "lxc"
@@ -395,7 +395,7 @@ class LxcPlatform(Platform):
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=NAME, kind=KIND_CONTAINER, display_name="LXC", colour="#da8bc3",
                             mechanism=f"LXC {host.version()}, namespaces + cgroup v{cgroup_version()}",
-                            emulated=False, baseline=False)
+                            emulated=False, baseline=False, role=ROLE_REFERENCE)
 
     def environment(self) -> dict[str, object]:
         _, apparmor = host.apparmor()
