@@ -255,15 +255,29 @@ def _log_tail(lines: int = 3) -> str:
 def stop_if_unused() -> list[str]:
     """Stop the suite's dockerd and remove what it made at run time (exec root, mounts, cgroups) when no
     process uses it; returns what was stopped or removed ([] when someone uses it)."""
+    if not _anything_there() and not (state.LOCK_DIR / f"{USERS_LOCK}.lock").exists():
+        return []  # (no lock files made for nothing: cleanup leaves none behind)
     fd = _flock_current(USERS_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
     if fd is None:
         return []
     try:
-        with state.locked(DAEMON_LOCK):
-            return _stop_locked()
+        done: list[str] = []
+        if _anything_there():
+            with state.locked(DAEMON_LOCK):
+                done = _stop_locked()
+                state.drop_lock(DAEMON_LOCK)
+        state.drop_lock(USERS_LOCK)  # (held exclusively: a user waiting for it opens the file anew)
+        state.remove_empty_dirs(state.LOCK_DIR)
+        return done
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _anything_there() -> bool:
+    """Whether a dockerd of ours, its exec root, its cgroups or mounts under its roots exist."""
+    return (running_pid() is not None or EXEC_ROOT.exists() or any(Path("/sys/fs/cgroup").glob(f"*/{CGROUP}"))
+            or bool(sc.mounts_under(EXEC_ROOT)) or bool(sc.mounts_under(DATA_ROOT)))
 
 
 def _stop_locked() -> list[str]:

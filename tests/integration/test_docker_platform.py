@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from runtime.platform import load_platform
 from runtime.spec import InstanceSpec
 
 CGROUP = Path("/sys/fs/cgroup")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def host_network_state() -> dict[str, object]:
@@ -227,6 +229,40 @@ def test_cleanup_removes_a_crashed_runs_containers(docker_platform):
     assert "docker container isolab-docker-deadbeef" in removed
     assert "isolab-docker-deadbeef" not in our_containers(docker_platform)
     assert daemon.answers()  # this process still uses the daemon: cleanup left it running
+
+
+KILLED_RUN = """
+import sys, time
+from runtime.image.store import ImageStore
+from runtime.platform import load_platform
+from runtime.spec import InstanceSpec
+platform = load_platform("docker", image=ImageStore().require(sys.argv[1]))
+instance = platform.create(InstanceSpec(volume=True))
+instance.quiesce()  # killed while paused, as an interleaved run may be
+print(instance.instance_id, instance.container_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_runs_instance_is_swept(docker_platform):
+    """kill -9 of a run that holds a paused container: the sweep and cleanup_leftovers remove all of it."""
+    from runtime.sweep import sweep
+
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, docker_platform.image.digest], text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        line = proc.stdout.readline().split()
+        assert len(line) == 2, "the run did not start its instance"
+    finally:
+        proc.kill()
+        proc.wait()
+    instance_id, container_id = line
+    assert (STATE_ROOT / instance_id).is_dir() and f"isolab-{instance_id}" in our_containers(docker_platform)
+    sweep(vms=False)
+    removed = docker_platform.cleanup_leftovers()
+    assert f"docker container isolab-{instance_id}" in removed
+    assert traces(docker_platform, instance_id, container_id) == []
+    assert daemon.answers()  # this process still uses it
 
 
 def test_bridge_network_and_the_host_firewall_untouched(docker_platform, before_docker):
