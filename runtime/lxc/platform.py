@@ -103,8 +103,11 @@ class Lxc:
 
     def call(self, tool: str, *args: str, check: bool = True,
              timeout: float = TOOL_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.argv(tool, *args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, cwd="/")
+        try:
+            proc = subprocess.run(self.argv(tool, *args), stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=timeout, cwd="/")
+        except subprocess.TimeoutExpired as exc:
+            raise InstanceError(f"lxc-{tool} {self.name} did not finish in {timeout:g} s") from exc
         if check and proc.returncode != 0:
             raise InstanceError(f"lxc-{tool} {self.name} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
         return proc
@@ -291,7 +294,7 @@ class LxcInstance(Instance):
                 self.lxc.call("unfreeze", check=False)
             try:
                 self.lxc.call("stop", "-k", check=False, timeout=20)
-            except subprocess.TimeoutExpired:
+            except InstanceError:
                 pass  # the cgroups are emptied below
         try:
             self.network.teardown()  # veth, address, DNAT rules (nothing for none and host)
