@@ -290,12 +290,12 @@ class LxcInstance(Instance):
         if self._destroyed:
             return
         if self.config_file.exists():
-            if self.paused:  # frozen tasks cannot die
-                self.lxc.call("unfreeze", check=False)
             try:
+                if self.paused:  # frozen tasks cannot die
+                    self.lxc.call("unfreeze", check=False, timeout=20)
                 self.lxc.call("stop", "-k", check=False, timeout=20)
             except InstanceError:
-                pass  # the cgroups are emptied below
+                pass  # a hung tool: the cgroups are thawed and emptied below
         try:
             self.network.teardown()  # veth, address, DNAT rules (nothing for none and host)
         except Exception as exc:  # the rest must still go; the network sweep finds the link by its name
