@@ -33,8 +33,9 @@ from pathlib import Path
 
 from runtime import state
 from runtime.container.cgroups import cgroup_version
-from runtime.container.cgroups.base import kill_procs, rmdir_retry, thaw
+from runtime.container.cgroups.base import kill_procs, rmdir_retry, thaw, write
 from runtime.container.cgroups.sweep import cgroup_parents
+from runtime.container.cgroups.v1 import v1_hierarchies
 from runtime.container.container import block_device_of, dir_usage_bytes
 from runtime.container.netsetup import ContainerNetwork
 from runtime.container.rootfs import mount_overlay
@@ -148,10 +149,11 @@ class LxcInstance(Instance):
         mount_overlay([lower], upper, work, self.root)
         wants_io = any(k.startswith("io_") for k in self.spec.limits())
         version = cgroup_version()
+        io_device = block_device_of(SCRATCH_ROOT) if wants_io else None
         text, self.ignored = config.render(
             self.spec, config.Placement(self.instance_id, self.root, self.log_file, self.volume),
-            version=version, io_device=block_device_of(SCRATCH_ROOT) if wants_io else None,
-            memsw=version == 2 or MEMSW.exists(), apparmor_profile=apparmor_profile)
+            version=version, io_device=io_device, memsw=version == 2 or MEMSW.exists(),
+            apparmor_profile=apparmor_profile)
         self.config_file.parent.mkdir(mode=0o700)
         self.config_file.write_text(text)
         self.network.prepare()  # the bridge(s) and an address (bridge, nat)
@@ -162,6 +164,12 @@ class LxcInstance(Instance):
         self.pid = self._init_pid()
         state.update(self.state_dir, container=self.name, pid=self.pid)
         self.start_phases.lap("start")
+        inner_io = config.inner_io_lines(self.spec, version, io_device)
+        if inner_io:  # before any command runs: the init only sleeps
+            inner = v1_hierarchies()["blkio"] / CGROUP_PARENT / self.instance_id / config.INNER
+            for name, value in inner_io:
+                write(inner / name, value)
+            self.start_phases.lap("cgroup")
         if self.network.needs_wiring:  # the init only sleeps: no command has run yet
             self.network.attach(self.pid)
             state.update(self.state_dir, network=self.network.state())
@@ -408,7 +416,9 @@ class LxcPlatform(Platform):
             "cgroup_version": cgroup_version(),
             "cgroups": f"limits on {CGROUP_PARENT}/<id>, processes in {CGROUP_PARENT}/<id>/{config.INNER} "
                        "(lxc.cgroup.dir.container.inner: outside the container's cgroup namespace), "
-                       f"monitor in {CGROUP_PARENT}/{config.MONITOR_KIND}-<token>",
+                       f"monitor in {CGROUP_PARENT}/{config.MONITOR_KIND}-<token>"
+                       + ("; cgroup v1: disk throttles also on the inner cgroup (v1 blk-throttle is not "
+                          "hierarchical), where root inside could rewrite them" if cgroup_version() == 1 else ""),
             "defaults": f"lxc.include {config.COMMON_CONF} (Debian's shipped common.conf)",
             "capabilities": "LXC's default drops: mac_admin mac_override sys_time sys_module sys_rawio "
                             "(a privileged container keeps sys_admin and the rest)",

@@ -143,6 +143,11 @@ def test_limits_and_lockdown_are_applied(lxc):
         assert read("pids", "pids.max") == "48"
         assert read("blkio", "blkio.throttle.write_bps_device").endswith(f" {2**20}")
         assert instance.ignored_limits() == {}
+        # v1's blk-throttle does not reach child cgroups: the throttle is on `inner` too, and holds
+        assert read("blkio", "inner/blkio.throttle.write_bps_device").endswith(f" {2**20}")
+        wrote = instance.exec(["dd", "if=/dev/zero", "of=/var/tmp/throttled", "bs=256k", "count=8", "oflag=direct"])
+        assert wrote.ok, wrote.stderr
+        assert wrote.duration_s > 1.0, wrote.stderr  # 2 MiB under 1 MiB/s (unthrottled: well under 0.2 s)
         status = instance.exec(["cat", "/proc/self/status"]).stdout
         fields = dict(line.split(":", 1) for line in status.splitlines())
         assert fields["Seccomp"].strip() == "2"  # LXC's common.seccomp

@@ -84,3 +84,10 @@ def test_lxc_net_setting(tmp_path: Path):
     assert host.lxc_net_setting(path) == "false"
     path.write_text("USE_LXC_BRIDGE=true\n")
     assert host.lxc_net_setting(path) == "true"
+
+
+def test_v1_disk_throttles_are_repeated_for_the_inner_cgroup_only_on_v1():
+    spec = InstanceSpec(io_read_bps=10 << 20, io_write_iops=50, memory=64 << 20)
+    assert config.inner_io_lines(spec, 1, "8:0") == [("blkio.throttle.read_bps_device", f"8:0 {10 << 20}"),
+                                                     ("blkio.throttle.write_iops_device", "8:0 50")]
+    assert config.inner_io_lines(spec, 2, "8:0") == [] and config.inner_io_lines(spec, 1, None) == []
