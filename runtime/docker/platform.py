@@ -433,7 +433,8 @@ class DockerPlatform(Platform):
         """Remove containers with our label whose instance is not live (a crashed run's)."""
         assert self._client is not None
         removed = []
-        for found in self._client.containers.list(all=True, filters={"label": LABEL_INSTANCE}):
+        # ignore_removed: a container another run removes between the listing and its inspect is not an error
+        for found in self._client.containers.list(all=True, filters={"label": LABEL_INSTANCE}, ignore_removed=True):
             instance_id = found.labels.get(LABEL_INSTANCE, "")
             if instance_id and state.is_live(STATE_ROOT / instance_id):
                 continue
