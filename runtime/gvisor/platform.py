@@ -37,7 +37,9 @@ from runtime.oci.platform import RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, Oc
 from runtime.platform import KIND_SANDBOXED_CONTAINER, ROLE_REFERENCE, PlatformInfo
 from runtime.spec import InstanceSpec
 
-RUNSC_PLATFORMS = ("auto", *probe.PREFERENCE)
+RUNSC_PLATFORMS = (*probe.GROUPS, *probe.PREFERENCE)
+#: The run's accelerator option (the VM's --accel) as a gVisor platform request.
+ACCEL_TO_RUNSC = {"auto": "auto", "kvm": "kvm", "tcg": "software"}
 SCRATCH = "/var/tmp"
 TRANSFER_TIMEOUT_S = 600.0
 #: What differs from runc/crun that a reader of env.json must know.
@@ -161,12 +163,19 @@ class GvisorPlatform(OciPlatform):
     instance_class = GvisorInstance
     network_modes = ("none", "host")  # type: ignore[assignment]
 
-    def __init__(self, image: object | None = None, runsc_platform: str = "auto", **_options: object) -> None:
+    options = ("accel",)
+
+    def __init__(self, image: object | None = None, accel: str = "auto", runsc_platform: str | None = None,
+                 **_options: object) -> None:
+        """`runsc_platform` forces a gVisor platform; else the run's `accel` chooses: auto probes them all,
+        kvm forces runsc's kvm platform, tcg (no hardware virtualisation) the best of systrap and ptrace."""
         super().__init__(image)  # type: ignore[arg-type]
         self.binary = shutil.which("runsc")
+        if runsc_platform is None:
+            runsc_platform = ACCEL_TO_RUNSC.get(accel, accel)
         if runsc_platform not in RUNSC_PLATFORMS:
             raise SpecError(f"gvisor: unknown gVisor platform {runsc_platform!r} (one of "
-                            f"{', '.join(RUNSC_PLATFORMS)})")
+                            f"{', '.join(RUNSC_PLATFORMS)}, or --accel auto, kvm or tcg)")
         self.requested = runsc_platform
         self.choice: probe.PlatformChoice | None = None
 

@@ -27,6 +27,9 @@ from runtime.linux import syscalls as sc
 #: Best first: kvm (hardware virtualisation of the sentry's address spaces), systrap (seccomp traps,
 #: gVisor's default since 2023), ptrace (a ptrace stub per address space: the slowest syscalls).
 PREFERENCE = ("kvm", "systrap", "ptrace")
+#: Requests that name a group rather than one platform: every platform, or those without hardware
+#: virtualisation ("software": what a run forced to TCG, no KVM, asks of gVisor).
+GROUPS = {"auto": PREFERENCE, "software": ("systrap", "ptrace")}
 KVM_DEVICE = Path("/dev/kvm")
 PROBE_TIMEOUT_S = 8.0
 PROBE_KIND = "gvprobe"
@@ -104,13 +107,16 @@ _CHOICES: dict[tuple[str, str], PlatformChoice] = {}
 
 
 def choose(binary: str, requested: str = "auto") -> PlatformChoice:
-    """The platform to use: `requested` if it runs (else none), or under "auto" the first of PREFERENCE that
-    runs. Cached per (binary, requested) for the life of the process."""
+    """The platform to use: `requested` if it runs (else none), or for a group (GROUPS) the first of it, in
+    PREFERENCE order, that runs. Cached per (binary, requested) for the life of the process."""
     key = (binary, requested)
     if key in _CHOICES:
         return _CHOICES[key]
     built = built_platforms(binary)
-    candidates = [requested] if requested != "auto" else [p for p in PREFERENCE if p in built]
+    if requested in GROUPS:
+        candidates = [p for p in GROUPS[requested] if p in built]
+    else:
+        candidates = [requested]
     choice = PlatformChoice(None, requested=requested)
     for platform in candidates:
         if platform not in built:
@@ -124,7 +130,7 @@ def choose(binary: str, requested: str = "auto") -> PlatformChoice:
             break
         choice.tried[platform] = why
     for platform in built:
-        choice.tried.setdefault(platform, f"not tried ({requested} was asked for)" if requested != "auto"
-                                else "not tried (a preferred platform runs)")
+        choice.tried.setdefault(platform, "not tried (a preferred platform runs)" if platform in candidates
+                                else f"not tried ({requested} was asked for)")
     _CHOICES[key] = choice
     return choice
