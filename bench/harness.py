@@ -26,7 +26,7 @@ from bench.results import CellOutcome, RunStore, SampleRecord, new_attempt_id, v
 from bench.sanity import check_repetition
 from runtime.errors import IsolabError, PlatformUnavailable
 from runtime.image.store import Image
-from runtime.platform import Platform, platform_class
+from runtime.platform import Platform, load_platform, platform_class
 from scenarios import base as scenario_base
 from scenarios.base import RawSink, Sample
 
@@ -90,7 +90,7 @@ class Harness:
             try:
                 cls = platform_class(name)
                 options = {option: getattr(self.config, option) for option in cls.options}
-                platform = cls(image=self.image, **options)
+                platform = load_platform(name, image=self.image, **options)  # a variant too: name[variant]
                 platform.check_available()
                 self._platforms[name] = platform
             except PlatformUnavailable as exc:

@@ -13,6 +13,7 @@ whatever platforms ran without naming one.
 from __future__ import annotations
 
 import importlib
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -188,6 +189,13 @@ class Platform(ABC):
     #: changes what an instance can reach, not what it costs) does not lengthen the default run.
     default_scope: str | None = None
 
+    @classmethod
+    def variant_options(cls, variant: str) -> dict[str, object]:
+        """The keyword arguments that select the variant `variant` of this platform (the part in brackets
+        of a run's platform name `name[variant]`, e.g. a storage driver). The platform parses its own
+        variants; SpecError for one it does not have."""
+        raise SpecError(f"platform {cls.name} has no variants (asked for {cls.name}[{variant}])")
+
     def check_available(self) -> None:
         """Raise PlatformUnavailable with the reason when this host cannot run the platform."""
         return None
@@ -237,16 +245,38 @@ def default_platform_names() -> list[str]:
     return [n for n in DEFAULT_PLATFORMS if n in PLATFORMS]
 
 
+_VARIANT = re.compile(r"([^\[\]]+)\[([^\[\]]*)\]")
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """'container[btrfs]' -> ('container', 'btrfs'); 'vm' -> ('vm', None). Any platform may have variants;
+    which ones is its own business (Platform.variant_options)."""
+    match = _VARIANT.fullmatch(name)
+    return (match.group(1), match.group(2)) if match else (name, None)
+
+
 def validate_platform_names(names: Sequence[str]) -> list[str]:
-    unknown = [n for n in names if n not in PLATFORMS]
+    unknown = [n for n in names if split_variant(n)[0] not in PLATFORMS]
     if unknown:
-        raise SpecError(f"unknown platform {', '.join(unknown)}: choose from {', '.join(PLATFORMS)}")
+        raise SpecError(f"unknown platform {', '.join(unknown)}: choose from {', '.join(PLATFORMS)} "
+                        f"(a variant as name[variant], e.g. a storage driver)")
+    for name in names:
+        base, variant = split_variant(name)
+        if variant is not None:
+            try:
+                cls = platform_class(base)
+            except PlatformUnavailable:
+                continue  # its code is missing here: the run reports it as unavailable
+            cls.variant_options(variant)
     return list(names)
 
 
 def platform_class(name: str) -> type[Platform]:
-    """The class of a platform, imported on demand; PlatformUnavailable if its code is not present here."""
-    validate_platform_names([name])
+    """The class of a platform (of its variants too), imported on demand; PlatformUnavailable if its code
+    is not present here."""
+    name = split_variant(name)[0]
+    if name not in PLATFORMS:
+        validate_platform_names([name])
     module_name, class_name = PLATFORMS[name].split(":")
     try:
         module = importlib.import_module(module_name)
@@ -256,5 +286,8 @@ def platform_class(name: str) -> type[Platform]:
 
 
 def load_platform(name: str, **options: object) -> Platform:
-    """Instantiate a platform by name; PlatformUnavailable if its code is not present here."""
-    return platform_class(name)(**options)
+    """Instantiate a platform by name (`name[variant]` for a variant); PlatformUnavailable if its code is
+    not present here."""
+    cls = platform_class(name)
+    variant = split_variant(name)[1]
+    return cls(**options, **({} if variant is None else cls.variant_options(variant)))

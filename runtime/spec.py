@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from runtime.container.storage import DEFAULT_DRIVER as DEFAULT_STORAGE_DRIVER
+from runtime.container.storage import validate_driver as validate_storage_driver
 from runtime.errors import SpecError
 
 # none: own empty network; host: the host's network stack; bridge: own stack on the suite's isolated
@@ -98,8 +100,11 @@ class InstanceSpec:
     # bytes: a hard limit on what the instance writes to its copy-on-write root and its volume together,
     # enforced by a filesystem (runtime.container.quota); a platform that cannot enforce it says so
     disk_quota: int | None = None
+    # How the container's root is made from its image (runtime.container.storage; other platforms ignore it).
+    storage_driver: str = DEFAULT_STORAGE_DRIVER
 
     def __post_init__(self) -> None:
+        validate_storage_driver(self.storage_driver)
         if self.network not in NETWORK_MODES:
             raise SpecError(f"unknown network mode {self.network!r}: choose one of {', '.join(NETWORK_MODES)}")
         if self.seccomp not in SECCOMP_PROFILES:
@@ -118,7 +123,7 @@ class InstanceSpec:
 
     def limits(self) -> dict[str, object]:
         """The limits that are set, by name (for 'limits ignored' reports and metadata)."""
-        skip = {"network", "hostname", "env", "volume", "seccomp", "userns"}
+        skip = {"network", "hostname", "env", "volume", "seccomp", "userns", "storage_driver"}
         return {k: v for k, v in asdict(self).items() if k not in skip and v is not None}
 
     def to_dict(self) -> dict[str, object]:

@@ -3,8 +3,8 @@
 One pass, one sweep per resource kind, in the order that frees each object before what it hangs on:
 processes of dead instances (chrooted under their state dirs), libvirt domains and VM dirs
 (runtime.vm.sweep), cgroups (runtime.container.cgroups.sweep), mounts and state dirs, loop devices
-of disk quotas (runtime.container.quota), network objects (runtime.network.sweep), orphaned scratch
-dirs, idle lock files and empty roots.
+of disk quotas (runtime.container.quota), storage roots and pools (runtime.container.storage.sweep),
+network objects (runtime.network.sweep), orphaned scratch dirs, idle lock files and empty roots.
 
 Whether an instance is dead is decided by runtime.state alone: its owner record (pid and start time)
 names no running process. Every object the suite makes is created after its instance's state dir and
@@ -56,6 +56,9 @@ def sweep(everything: bool = False, vm_conn: object | None = None, vms: bool = T
 
     # loop devices of disk quotas whose instance is gone (normally autoclear freed them with the mount)
     removed += sweep_loops(lambda iid: not everything and (STATE_ROOT / iid).exists())
+    from runtime.container.storage.sweep import sweep_storage
+
+    removed += sweep_storage(everything)  # roots outside the scratch dirs (btrfs snapshots), unused pools
     from runtime.network.sweep import sweep_network
 
     removed += sweep_network(live_token, everything)

@@ -17,7 +17,7 @@ from types import FrameType
 
 from runtime.errors import IsolabError
 from runtime.naming import STATE_ROOT
-from runtime.spec import SECCOMP_PROFILES, InstanceSpec, parse_rate, parse_size
+from runtime.spec import DEFAULT_STORAGE_DRIVER, SECCOMP_PROFILES, InstanceSpec, parse_rate, parse_size
 
 FORWARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -48,6 +48,7 @@ def _spec(args: argparse.Namespace) -> InstanceSpec:
         hostname=args.hostname, env=dict(e.split("=", 1) for e in args.env), volume=args.volume,
         seccomp=args.seccomp, userns=getattr(args, "userns", False),
         disk_quota=size(getattr(args, "disk_quota", None), "--disk-quota"),
+        storage_driver=getattr(args, "storage_driver", DEFAULT_STORAGE_DRIVER),
     )
 
 
@@ -143,10 +144,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from runtime.container.container import Container
-    from runtime.container.layers import diff
 
     container = Container.load(args.id)
-    for kind, path in diff(container.upper, container.layers):
+    for kind, path in container.diff():
         print(kind, path)
     return 0
 
@@ -157,7 +157,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
     container = Container.load(args.id)
     mapping = container.mapping
-    layer = _store().commit(container.upper, container.image_name, args.name, comment=args.message,
+    layer = _store().commit(container.write_layer, container.image_name, args.name, comment=args.message,
                             fix_ids=None if mapping is None else lambda top: userns.unshift_tree(top, mapping))
     print(layer.name)
     return 0
@@ -222,6 +222,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cidfile", help="write the container id to this file")
     run.add_argument("--userns", action="store_true", help="root in the container is an unprivileged host uid "
                      "(uids/gids 0-65535 -> 100000-165535; idmapped image layers)")
+    run.add_argument("--storage-driver", default=DEFAULT_STORAGE_DRIVER,
+                     help="how the root is made from the image: overlay (default), btrfs (snapshots), vfs "
+                          "(full copies) or devicemapper (dm-thin, where the kernel has it)")
     run.add_argument("command", nargs=argparse.REMAINDER)
     run.set_defaults(func=cmd_run)
     ps = sub.add_parser("ps", help="list containers")

@@ -32,7 +32,9 @@ from runtime.container import hardening, namespaces, quota, rootfs, seccomp, use
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
-from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError
+from runtime.container.storage import DEFAULT_DRIVER, get_driver
+from runtime.container.storage.base import block_device_of, dir_usage_bytes  # noqa: F401 (used from here)
+from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError, SpecError
 from runtime.linux import idmap
 from runtime.linux import syscalls as sc
 from runtime.linux.process import forking, run_captured
@@ -44,30 +46,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STATE_FILE = "state.json"
 
 
-def block_device_of(path: Path) -> str | None:
-    """'MAJ:MIN' of the whole disk holding `path`, or None when it is not on a block device."""
-    try:
-        dev = os.stat(path).st_dev
-    except OSError:
-        return None
-    node = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
-    if not node.exists():
-        return None
-    if (node / "partition").exists():
-        return (node.resolve().parent / "dev").read_text().strip()
-    return f"{os.major(dev)}:{os.minor(dev)}"
-
-
-def dir_usage_bytes(path: Path) -> int:
-    """Bytes allocated on disk under `path` (st_blocks, so sparse files and whiteouts count right)."""
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-            except OSError:
-                continue
-    return total
 
 
 class Container:
@@ -99,8 +77,17 @@ class Container:
         # with a disk quota the writable layer and the volume live on a filesystem of the quota's size
         self.quota_disk = None if spec.disk_quota is None else quota.QuotaDisk(self.instance_id, spec.disk_quota)
         write_dir = self.layer_dir if self.quota_disk is None else self.quota_disk.mountpoint
-        self.upper = write_dir / "upper"
-        self.work = write_dir / "work"
+        # the root filesystem from the image's layers (runtime.container.storage): where it lives
+        self.storage = get_driver(spec.storage_driver)
+        self.fs = self.storage.layout(self.instance_id, self.layers, write_dir)
+        self.upper = Path(self.fs.upper)  # the directory the container writes to (driver's writable layer)
+        self.work = Path(self.fs.work) if self.fs.work else write_dir / "work"
+        if spec.userns and spec.storage_driver != DEFAULT_DRIVER:
+            raise SpecError(f"storage driver {spec.storage_driver}: no user namespace support "
+                            f"(only {DEFAULT_DRIVER} maps the image into a user namespace)")
+        if spec.disk_quota is not None and spec.storage_driver != DEFAULT_DRIVER:
+            raise SpecError(f"storage driver {spec.storage_driver}: no disk quota support yet "
+                            f"(runtime.container.quota limits {DEFAULT_DRIVER}'s writable layer)")
         self.volume = write_dir / "volume" if spec.volume else None  # bind-mounted at VOLUME_DIR
         # user namespace: the ids its root maps to, and the first process's working directory
         self.mapping: idmap.IdMapping | None = userns.SUITE_MAPPING if spec.userns else None
@@ -142,8 +129,7 @@ class Container:
             _private_dir(self.layer_dir)
             if self.quota_disk is not None:
                 self.quota_disk.create()
-            self.upper.mkdir()
-            self.work.mkdir()
+            self.storage.prepare(self.fs)
             if self.volume is not None:
                 self.volume.mkdir()
             if self.mapping is not None:
@@ -171,7 +157,9 @@ class Container:
         if not wants_io:
             return None
         # with a disk quota the writable layer is on its own loop device: throttle that one
-        return block_device_of(SCRATCH_ROOT if self.quota_disk is None else self.quota_disk.mountpoint)
+        if self.quota_disk is not None:
+            return block_device_of(self.quota_disk.mountpoint)
+        return self.storage.block_device(self.fs)
 
     # ---- start ----------------------------------------------------------------------------------
     def start(self) -> Container:
@@ -309,7 +297,8 @@ class Container:
                 os.write(pipes["sync_w"], b"n")
             step = "prepare root"
             if self.mapping is None:
-                rootfs.prepare_root(self.layers, self.upper, self.work, self.root, self.volatile, self.volume)
+                rootfs.prepare_root(lambda target: self.storage.mount(self.fs, target, self.volatile),
+                                    self.root, self.volume)
             else:  # the overlay is mounted; "root" is reached from the working directory
                 rootfs.finish_root("root", userns=True, own_netns=self.network.wants_netns)
             if self.quiet:
@@ -451,8 +440,17 @@ class Container:
         return self.cgroup.stats()
 
     def disk_usage_bytes(self) -> int:
-        """Bytes of the writable layer (the data volume, if any, is not counted)."""
-        return dir_usage_bytes(self.upper) if self.upper.exists() else 0
+        """Bytes of the writable layer beyond what it shares with the image (the data volume, if any, is
+        not counted): the storage driver's figure."""
+        return self.storage.disk_usage_bytes(self.fs)
+
+    def diff(self) -> list[tuple[str, str]]:
+        """('A'|'C'|'D', '/path') of the container's changes against its image (any storage driver)."""
+        return self.storage.diff(self.fs)
+
+    def write_layer(self, dest: Path) -> None:
+        """The container's changes as a layer directory `dest` (for LayerStore.commit)."""
+        self.storage.commit(self.fs, dest)
 
     # ---- teardown -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -477,9 +475,12 @@ class Container:
         try:
             self.stop()
         finally:  # (other mounts live in the container's own mount namespace)
-            if self.quota_disk is not None:
-                self.quota_disk.remove()
-            shutil.rmtree(self.layer_dir, ignore_errors=True)
+            try:
+                self.storage.remove(self.fs)
+            finally:
+                if self.quota_disk is not None:
+                    self.quota_disk.remove()
+                shutil.rmtree(self.layer_dir, ignore_errors=True)
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.status = "destroyed"
 
@@ -489,6 +490,7 @@ class Container:
             self._static_state = {"id": self.instance_id, "kind": "container", **state.owner_fields(),
                                   "argv": self.argv,
                                   "image": self.image_name, "layers": [str(p) for p in self.layers],
+                                  "storage": self.fs.to_dict(),
                                   "hostname": self.spec.hostname, "created": time.time(),
                                   "userns": None if self.mapping is None else userns.describe(self.mapping),
                                   "spec": self.spec.to_dict()}

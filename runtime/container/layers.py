@@ -115,9 +115,10 @@ class LayerStore:
             current = layer.parent
         return list(reversed(chain))
 
-    def commit(self, upper: Path, parent: str, name: str, comment: str = "",
+    def commit(self, upper: Path | Callable[[Path], None], parent: str, name: str, comment: str = "",
                fix_ids: Callable[[Path], None] | None = None) -> Layer:
-        """Copy a writable layer (whiteouts and xattrs included) into a new read-only layer `name`;
+        """Copy a writable layer (whiteouts and xattrs included) into a new read-only layer `name`, or
+        let `upper(directory)` write it there (a storage driver's commit, runtime.container.storage);
         `fix_ids` rewrites the copy's owners first (a user namespace's layer back to image ids)."""
         if not NAME_RE.fullmatch(name) or name == BASE:
             raise ImageError(f"invalid image name {name!r}: lowercase letters, digits, '.', '_', '-'")
@@ -130,10 +131,13 @@ class LayerStore:
         os.chmod(self.root, 0o700)  # committed layers keep the container's setuid files: root only
         partial.mkdir()
         try:
-            proc = subprocess.run(["cp", "-a", f"{upper}/.", str(partial / "fs")],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise ImageError(f"commit: cp -a {upper} -> {partial / 'fs'}: {proc.stderr.strip()}")
+            if callable(upper):
+                upper(partial / "fs")
+            else:
+                proc = subprocess.run(["cp", "-a", f"{upper}/.", str(partial / "fs")],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise ImageError(f"commit: cp -a {upper} -> {partial / 'fs'}: {proc.stderr.strip()}")
             if fix_ids is not None:
                 fix_ids(partial / "fs")
             meta = {"name": name, "parent": parent, "created": time.time(), "comment": comment}

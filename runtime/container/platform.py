@@ -1,8 +1,12 @@
 """The `container` platform of the harness: InstanceSpec -> a running container of our own runtime.
 
 Each instance is a container running the tiny init (a sleeping pid 1); the harness `exec`s commands
-into it through setns. Options: `image_name` (a committed image, default `base` = the shared rootfs)
-and `layers` (explicit extra read-only layer directories stacked on top of it, base first).
+into it through setns. Options: `image_name` (a committed image, default `base` = the shared rootfs),
+`layers` (explicit extra read-only layer directories stacked on top of it, base first) and
+`storage_driver` (runtime.container.storage; every instance's `InstanceSpec.storage_driver`).
+
+Variants: `container[btrfs]` (any driver in runtime.container.storage.DRIVERS) is this platform with that
+storage driver, named so in results and the report; its description names the driver.
 
 `container-userns` is the same platform with a user namespace forced on for every instance
 (`InstanceSpec.userns`; runtime.container.userns): the container's root is an unprivileged host uid.
@@ -22,7 +26,8 @@ from runtime.container.cgroups import cgroup_version
 from runtime.container.container import Container
 from runtime.container.hardening import DEFAULT_CAP_NAMES
 from runtime.container.layers import BASE, LayerStore
-from runtime.errors import InstanceError, IsolabError, PlatformUnavailable
+from runtime.container.storage import DEFAULT_DRIVER, StorageDriver, get_driver, validate_driver
+from runtime.errors import InstanceError, IsolabError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux import transfer
 from runtime.platform import KIND_CONTAINER, ROLE_OURS, Instance, Platform, PlatformInfo
@@ -32,9 +37,11 @@ from runtime.spec import ExecResult, InstanceSpec
 class ContainerInstance(Instance):
     platform = "container"
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, platform_name: str | None = None) -> None:
         self.container = container
-        if container.mapping is not None:
+        if platform_name is not None:
+            self.platform = platform_name
+        elif container.mapping is not None:
             self.platform = ContainerUsernsPlatform.name
         self.instance_id = container.instance_id
         self.spec = container.spec
@@ -74,7 +81,8 @@ class ContainerInstance(Instance):
 
     def metadata(self) -> dict[str, object]:
         meta: dict[str, object] = {"cgroup_version": cgroup_version(), "image": self.container.image_name,
-                                   "seccomp": self.container.seccomp_description()}
+                                   "seccomp": self.container.seccomp_description(),
+                                   "storage_driver": self.container.spec.storage_driver}
         if self.container.mapping is not None:
             meta["userns"] = userns.describe(self.container.mapping)
             meta["userns_layers"] = self.container.userns_layers or "unknown"
@@ -95,6 +103,10 @@ class ContainerInstance(Instance):
         self.container.destroy()
 
 
+#: Plot colours of the storage-driver variants (the default driver keeps the platform's colour).
+STORAGE_COLOURS = {"overlay": "#55a868", "btrfs": "#2a9d8f", "vfs": "#a1a14a", "devicemapper": "#6b6b6b"}
+
+
 class ContainerPlatform(Platform):
     name = "container"
     #: Every instance gets a user namespace (the container-userns variant), whatever its spec says.
@@ -108,10 +120,28 @@ class ContainerPlatform(Platform):
         return ("none", "host", "bridge") + (("nat",) if nat_unavailable() is None else ())
 
     def __init__(self, image: Image | None = None, *, image_name: str = BASE,
-                 layers: Sequence[str | Path] = (), **_options: object) -> None:
+                 layers: Sequence[str | Path] = (), storage_driver: str | None = None, **_options: object) -> None:
         self.image = image
         self.image_name = image_name
         self.extra_layers = [Path(p) for p in layers]
+        self.storage_driver = validate_driver(storage_driver or DEFAULT_DRIVER)
+        if storage_driver is not None:  # a variant: its own name in results and the report
+            self.name = f"{type(self).name}[{storage_driver}]"
+
+    @classmethod
+    def variant_options(cls, variant: str) -> dict[str, object]:
+        """`container[btrfs]`: the storage driver (runtime.container.storage.DRIVERS)."""
+        try:
+            return {"storage_driver": validate_driver(variant)}
+        except SpecError as exc:
+            raise SpecError(f"platform {cls.name}[{variant}]: {exc}") from None
+
+    @property
+    def storage(self) -> StorageDriver:
+        return get_driver(self.storage_driver)
+
+    def _storage_text(self) -> str:
+        return f"storage {self.storage_driver}: {self.storage.mechanism}"
 
     def layer_store(self) -> LayerStore:
         if self.image is None:
@@ -121,8 +151,8 @@ class ContainerPlatform(Platform):
     def check_available(self) -> None:
         if os.geteuid() != 0:
             raise PlatformUnavailable("container: needs root (namespaces, cgroups, overlayfs)")
-        if "overlay" not in Path("/proc/filesystems").read_text():
-            raise PlatformUnavailable("container: the kernel has no overlayfs (/proc/filesystems)")
+        if (reason := self.storage.unavailable()) is not None:
+            raise PlatformUnavailable(f"{self.name}: storage driver {self.storage_driver}: {reason}")
         try:
             cgroup_version()
             import pyroute2  # noqa: F401
@@ -134,22 +164,39 @@ class ContainerPlatform(Platform):
     def create(self, spec: InstanceSpec) -> ContainerInstance:
         if self.userns and not spec.userns:
             spec = dataclasses.replace(spec, userns=True)
+        if spec.storage_driver != self.storage_driver:
+            spec = dataclasses.replace(spec, storage_driver=self.storage_driver)
         layers = self.layer_store().resolve(self.image_name) + self.extra_layers
         container = Container(spec, layers, None, image_name=self.image_name)
-        container.create()
-        container.start()
-        return ContainerInstance(container)
+        try:
+            container.create()
+            container.start()
+        except BaseException:
+            container.destroy()
+            raise
+        return ContainerInstance(container, self.name)
+
+    def _display(self, text: str) -> str:
+        return text if self.storage_driver == DEFAULT_DRIVER else f"{text} ({self.storage_driver})"
 
     def describe(self) -> PlatformInfo:
-        return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container",
-                            colour="#55a868", mechanism=f"namespaces + cgroup v{cgroup_version()}",
+        return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name=self._display("isolab container"),
+                            colour=STORAGE_COLOURS.get(self.storage_driver, "#55a868"),
+                            mechanism=f"namespaces + cgroup v{cgroup_version()}, {self._storage_text()}",
                             emulated=False, baseline=False, role=ROLE_OURS)
 
     def environment(self) -> dict[str, object]:
-        return {"runtime": "isolab container runtime (in-process fork, overlayfs, pivot_root)",
+        return {"runtime": "isolab container runtime (in-process fork, pivot_root)",
+                "storage_driver": self.storage_driver, "storage": self.storage.mechanism,
                 "cgroup_version": cgroup_version(), "kernel": host_platform.release(),
                 "namespaces": "pid mnt uts ipc net", "image": self.image_name,
                 "seccomp": seccomp.describe("default", DEFAULT_CAP_NAMES)}
+
+    def cleanup_leftovers(self) -> list[str]:
+        """Storage drivers' own leftovers (a btrfs pool nobody uses); instances' roots go with runtime.sweep."""
+        from runtime.container.storage.sweep import sweep_storage
+
+        return sweep_storage(everything=False)
 
 
 
@@ -162,9 +209,10 @@ class ContainerUsernsPlatform(ContainerPlatform):
     default_scope = "isolation"  # by default only the isolation scenarios; name it to run it on any scenario
 
     def describe(self) -> PlatformInfo:
-        return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="isolab container + userns",
-                            colour="#8172b2",
-                            mechanism=f"namespaces + user namespace + cgroup v{cgroup_version()}",
+        return PlatformInfo(name=self.name, kind=KIND_CONTAINER,
+                            display_name=self._display("isolab container + userns"), colour="#8172b2",
+                            mechanism=f"namespaces + user namespace + cgroup v{cgroup_version()}, "
+                                      f"{self._storage_text()}",
                             emulated=False, baseline=False, role=ROLE_OURS)
 
     def environment(self) -> dict[str, object]:

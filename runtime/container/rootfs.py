@@ -1,4 +1,5 @@
-"""The container's root filesystem: overlay of read-only layers + a writable layer, /proc, /sys, /dev,
+"""The container's root filesystem: the storage driver's root (runtime.container.storage: an overlay of
+read-only layers + a writable layer, or a bound snapshot or copy), /proc, /sys, /dev,
 an optional data volume (a host directory bind-mounted at /mnt, past the overlay), then pivot_root with
 the old root detached. Runs in the container's own mount namespace, so every
 mount disappears with the container; nothing is mounted in the host's namespace.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.container.hardening import mask_proc
@@ -76,11 +77,19 @@ def mount_volume(volume: Path, root: str) -> None:
     sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | sc.MS_NOSUID)
 
 
-def prepare_root(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False,
-                 volume: Path | None = None) -> None:
-    """In a fresh mount namespace: build the container's tree at `root` and pivot into it."""
+def bind_root(source: Path, target: Path) -> None:
+    """A plain directory (a btrfs snapshot, a vfs copy) as the container's root: bound onto `target`,
+    which makes it a mount point of its own (pivot_root needs one)."""
+    sc.mount(str(source), target, None, sc.MS_BIND)
+
+
+def prepare_root(mount_fs: Callable[[Path], None], root: Path, volume: Path | None = None) -> None:
+    """In a fresh mount namespace: mount the root filesystem at `root` with `mount_fs` (the storage
+    driver's), the volume in it, build the rest of the tree and pivot into it."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    mount_layers(lowers, upper, work, root, volatile, volume)
+    mount_fs(root)
+    if volume is not None:
+        mount_volume(volume, str(root))
     finish_root(str(root))
 
 
