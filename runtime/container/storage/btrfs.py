@@ -311,11 +311,13 @@ class BtrfsDriver(StorageDriver):
             delete_subvolume(upper)
 
     def disk_usage_bytes(self, root: InstanceRoot) -> int:
-        """Bytes of data extents only this snapshot references (`btrfs filesystem du`'s Exclusive):
-        what it does not share with its image (metadata not counted)."""
+        """Bytes of data extents only this snapshot references (`btrfs filesystem du`'s Exclusive, after a
+        sync: delayed allocations have no extent yet): what it does not share with its image. Metadata is
+        not counted, so neither are small files btrfs stores inline in it."""
         upper = Path(root.upper)
         if not upper.exists():
             return 0
+        _run(["btrfs", "filesystem", "sync", str(upper)], "sync")
         out = _run(["btrfs", "filesystem", "du", "-s", "--raw", str(upper)], "disk usage")
         for line in out.splitlines():
             match = _USAGE.match(line)
