@@ -3,7 +3,7 @@
   python -m bench setup                      install packages, start libvirtd (idempotent)
   python -m bench image build [--rebuild]    build or reuse the shared root filesystem
   python -m bench image list | rm HASH|all
-  python -m bench run [--platform NAME,...|all] [--scenario cpu] [--profile quick|full]
+  python -m bench run [--platform NAME,...|all] [--scenario cpu] [--profile quick|full|<study>]
                       [--repetitions N] [--max-repetitions M] [--cv-target 0.05]
                       [--accel auto|kvm|tcg] [--resume RUN_ID] [--no-report]
   python -m bench report [RUN_ID|PATH]       (default: the latest run)
@@ -162,7 +162,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--platform", help="comma-separated, or `all` for every registered platform "
                      f"({', '.join(platform_names())}; default: {','.join(default_platform_names())})")
     run.add_argument("--scenario", help="comma-separated (default: all)")
-    run.add_argument("--profile", default="quick", help="quick (CI) or full (papers)")
+    run.add_argument("--profile", default="quick", help="quick (CI), full (papers), or a study profile "
+                     "(bench/profiles/<name>.toml, e.g. felter2015: a paper's workloads, its table in the report)")
     run.add_argument("--repetitions", type=int, help="minimum repetitions per cell (default: per profile)")
     run.add_argument("--max-repetitions", type=int,
                      help="extend up to this many while CV > target (default: per profile, or 2 x --repetitions)")

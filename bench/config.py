@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from bench import studies
 from runtime.errors import SpecError
 from runtime.platform import default_platform_names, platform_class, platform_names, validate_platform_names
 from scenarios import base as scenario_base
-from scenarios.base import SCENARIO_GROUPS, SCENARIOS, expand_scenario_names, validate_profile, validate_scenario_names
+from scenarios.base import SCENARIO_GROUPS, SCENARIOS, expand_scenario_names, validate_scenario_names
 
 DEFAULT_REPETITIONS = {"quick": 3, "full": 10}  # scenarios may ask for more (their REPETITIONS)
 # Repetitions extend while any metric's CV is above the target, up to this cap (like Phoronix's
@@ -55,7 +56,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         validate_platform_names(self.platforms)
         validate_scenario_names(self.scenarios)
-        validate_profile(self.profile)
+        studies.validate_profile(self.profile)
         if not self.platforms or not self.scenarios:
             raise SpecError("a run needs at least one platform and one scenario")
         if self.repetitions is not None and self.repetitions < 1:
@@ -72,7 +73,7 @@ class RunConfig:
     @property
     def reps(self) -> int:
         """Repetitions every cell gets at least."""
-        return self.repetitions or DEFAULT_REPETITIONS[self.profile]
+        return self.repetitions or studies.default_repetitions(self.profile, DEFAULT_REPETITIONS)
 
     @property
     def max_reps(self) -> int:
@@ -81,13 +82,15 @@ class RunConfig:
             return self.max_repetitions
         if self.repetitions is not None:
             return 2 * self.repetitions
-        return DEFAULT_MAX_REPETITIONS[self.profile]
+        return studies.default_max_repetitions(self.profile, DEFAULT_MAX_REPETITIONS)
 
     def reps_for(self, scenario: str) -> int:
         """Repetitions a cell of `scenario` gets at least: --repetitions, else the scenario's own
         REPETITIONS for the profile (e.g. 6 where 95 % intervals are affordable), else the profile's."""
         if self.repetitions is not None:
             return self.repetitions
+        if studies.is_study(self.profile):
+            return self.reps
         own = getattr(scenario_base.load(scenario), "REPETITIONS", {})
         return int(own.get(self.profile, DEFAULT_REPETITIONS[self.profile]))
 
@@ -145,7 +148,8 @@ def parse_selection(platforms: str | None, scenarios: str | None, profile: str, 
                     seed: int = DEFAULT_SEED) -> RunConfig:
     return RunConfig(
         platforms=tuple(expand_platform_names(split_names(platforms))),
-        scenarios=tuple(expand_scenario_names(split_names(scenarios))) or SCENARIOS,
+        scenarios=(tuple(expand_scenario_names(split_names(scenarios))) or studies.default_scenarios(profile)
+                   or SCENARIOS),
         profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
         cv_target=cv_target, order=order, seed=seed, platforms_named=bool(split_names(platforms)),
     )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench import stats
+from bench import stats, studies
 from bench.config import RunConfig
 from bench.interleave import Interleaved
 from bench.results import CellOutcome, RunStore, SampleRecord, new_attempt_id, variant_of
@@ -124,7 +124,7 @@ class Harness:
             self.say(f"{label}: FAILED: {exc}")
             pytest.fail(str(exc), pytrace=False)
         module = scenario_base.load(scenario_name)
-        params = scenario_base.params_for(module, self.config.profile)
+        params = studies.params_for(module, self.config.profile)
         done = 0
         failure = ""
         try:

@@ -22,7 +22,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from bench import stats
+from bench import stats, studies
 from bench.results import CellOutcome, SampleRecord, variant_of
 from bench.sanity import check_repetition
 from runtime.errors import IsolabError, PlatformUnavailable
@@ -63,7 +63,7 @@ class Interleaved:
         self.h = harness
         self.scenario = scenario
         self.module: ModuleType = scenario_base.load(scenario)
-        self.params = scenario_base.params_for(self.module, self.h.config.profile)  # type: ignore[attr-defined]
+        self.params = studies.params_for(self.module, self.h.config.profile)  # type: ignore[attr-defined]
         self.per_instance = not hasattr(self.module, "run_platform")
         self.lanes: list[Lane] = []
 

@@ -32,6 +32,7 @@ from reporting import (
     overview,
     platforms,
     plots,
+    reproduction,
     tables,
 )
 from reporting.claims import claims_frame
@@ -300,6 +301,9 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
             "summary"), tables_dir / "summary.tex"))
 
     claims = claims_frame(plain_summary, infos, magnitudes, data.hosts) if magnitudes else pd.DataFrame()
+    reproduction_html, reproduced = reproduction.section(config.get("profile"), plain_summary, infos)
+    if not reproduced.empty:
+        csv_files.append(export.write_csv(reproduced, tables_dir / "reproduction.csv"))
     versus = pairwise_mann_whitney(magnitudes, platforms.contrasting_pairs(infos), data.hosts) \
         if magnitudes else pd.DataFrame()
     if not versus.empty:
@@ -373,6 +377,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         "baseline": baseline,
         "claims": _claims_view(claims),
         "calibration": calibration.view(calibrated),
+        "reproduction_html": markupsafe.Markup(reproduction_html),  # built escaped by reporting.reproduction
         "pairwise": _frame_table(versus.drop(columns=["host"], errors="ignore")) if not versus.empty else None,
         "sections": sections,
         "columns": tables.DISPLAY_COLUMNS,

@@ -15,6 +15,8 @@ five on cow and only the 4 KiB random read and write on volume (where the copy-o
 shows; 1 MiB sequential IO is bandwidth-bound), so it takes about as long as the former 5 x 5 s cow-only
 run (each fio invocation also has a fixed cost, about 1.3 s in a TCG guest). The full profile runs every
 job on both.
+A job may set `numjobs` (fio threads or processes on the one file, reported together: group_reporting);
+its samples then carry `numjobs`. `thread` (profile) runs the jobs as threads, as fio's `thread` option.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ TOOLS = ("fio", "iozone", "df", "rm", "mkdir")
 PRECISION_METRICS = ("fio_iops", "fio_bandwidth", "iozone_throughput")  # CV of these decides extension
 #: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
 #: check against this; tests check it against the code below.
-_FIO_KEYS = ("bs", "direction", "iodepth", "rw", "rwmixread", "storage")  # rwmixread only on mixed jobs
+# rwmixread only on mixed jobs; numjobs only on jobs that set it (several fio threads on one file)
+_FIO_KEYS = ("bs", "direction", "iodepth", "numjobs", "rw", "rwmixread", "storage")
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fio_iops": ("IOPS", _FIO_KEYS), "fio_bandwidth": ("MB/s", _FIO_KEYS),
     "fio_clat_p50": ("µs", _FIO_KEYS), "fio_clat_p99": ("µs", _FIO_KEYS), "fio_clat_p99_9": ("µs", _FIO_KEYS),
@@ -73,14 +76,14 @@ PROFILES: dict[str, dict[str, object]] = {
         "target_dir": None,  # None: the instance's scratch_dir
         "storage": ["cow", "volume"],
         "storage_jobs": {"volume": ["randread", "randwrite"]},  # a target not named runs every job
-        "file_size": "256M", "runtime_s": 2, "ramp_s": 0, "ioengine": "libaio", "jobs": _JOBS,
+        "file_size": "256M", "runtime_s": 2, "ramp_s": 0, "ioengine": "libaio", "thread": False, "jobs": _JOBS,
         "iozone": {"file_size": "64M", "records": ["1M"], "tests": [0, 1, 2]},
     },
     "full": {
         "target_dir": None,
         "storage": ["cow", "volume"],
         "storage_jobs": {},
-        "file_size": "4G", "runtime_s": 60, "ramp_s": 5, "ioengine": "libaio", "jobs": _JOBS,
+        "file_size": "4G", "runtime_s": 60, "ramp_s": 5, "ioengine": "libaio", "thread": False, "jobs": _JOBS,
         "iozone": {"file_size": "1G", "records": ["4k", "1M"], "tests": [0, 1, 2]},
     },
 }
@@ -155,7 +158,9 @@ def _fio_argv(params: dict[str, object], target: str, job: dict[str, object]) ->
     argv = ["fio", f"--name={job['name']}", f"--filename={target}/{FIO_FILE}", f"--size={params['file_size']}",
             f"--rw={job['rw']}", f"--bs={job['bs']}", f"--iodepth={job['iodepth']}",
             f"--ioengine={params['ioengine']}", "--direct=1", "--time_based", f"--runtime={params['runtime_s']}",
-            "--numjobs=1", "--group_reporting", "--output-format=json"]
+            f"--numjobs={int(job.get('numjobs', 1))}", "--group_reporting", "--output-format=json"]  # type: ignore[call-overload]
+    if params.get("thread"):  # fio threads instead of forked processes (the `thread` job option)
+        argv.append("--thread")
     if int(params.get("ramp_s") or 0):  # type: ignore[arg-type]
         argv.append(f"--ramp_time={params['ramp_s']}")
     if "rwmixread" in job:
@@ -168,6 +173,8 @@ def _fio_samples(result: fio.JobResult, job: dict[str, object], storage: str = "
                                "iodepth": int(job["iodepth"])}  # type: ignore[call-overload]
     if "rwmixread" in job:
         base["rwmixread"] = int(job["rwmixread"])  # type: ignore[call-overload]
+    if "numjobs" in job:
+        base["numjobs"] = int(job["numjobs"])  # type: ignore[call-overload]
     samples = []
     for direction, stats in result.directions.items():
         meta = {**base, "direction": direction}

@@ -3,8 +3,9 @@ in each network mode the platform supports.
 
 iperf3 TCP (`-J`): forward (instance sends to the peer) and reverse (the peer sends to the instance),
 with 1 and 4 parallel streams; the figure is what the receiver got. netperf omni TCP_RR and UDP_RR
-(one-byte request/response, `-- -o` selectors, fixed data port `-- -P`): p50/p90/p99/mean latency
-and transactions/s. Every sample carries `network: <mode>`.
+(one-byte request/response unless `rr_sizes` sets [request, response] bytes, `-- -r`, and then the
+samples carry `rr_size`; `-- -o` selectors, fixed data port `-- -P`): p50/p90/p99/mean latency and
+transactions/s. Every sample carries `network: <mode>`.
 
 Modes (profile `modes`, measured only where `platform.network_modes` has them; one instance per mode,
 created here and always destroyed):
@@ -52,7 +53,7 @@ PRECISION_METRICS = ("iperf3_throughput", "netperf_rr_transactions")  # CV of th
 PEER_TOOLS = ("iperf3", "netperf", "netserver", "ss")
 SERVER_TOOLS = ("iperf3", "netserver", "ss")  # in the instance when it runs the servers (nat)
 _IPERF3_KEYS = ("direction", "network", "protocol", "streams")
-_RR_KEYS = ("network", "test")
+_RR_KEYS = ("network", "rr_size", "test")  # rr_size only when the profile sets request/response sizes
 #: What this scenario emits: metric -> (unit, metadata keys that make up its variant). Claims and reports
 #: check against this; tests check it against the code below.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -85,7 +86,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "quick": {
         "modes": ["bridge", "host", "nat"],
         "seconds": 2, "omit_s": 0, "streams": [1, 4], "directions": ["forward", "reverse"],
-        "rr_tests": ["TCP_RR", "UDP_RR"], "rr_seconds": 2,
+        "rr_tests": ["TCP_RR", "UDP_RR"], "rr_seconds": 2, "rr_sizes": [],
         "iperf3_port": 5201, "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20,
         # modes after the first: one stream, TCP_RR only, 2 s tests (about 7 s a mode)
         "extra_modes": {"seconds": 2, "streams": [1], "rr_tests": ["TCP_RR"], "rr_seconds": 2},
@@ -93,7 +94,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "full": {
         "modes": ["bridge", "host", "nat"],
         "seconds": 30, "omit_s": 2, "streams": [1, 4], "directions": ["forward", "reverse"],
-        "rr_tests": ["TCP_RR", "UDP_RR"], "rr_seconds": 30,
+        "rr_tests": ["TCP_RR", "UDP_RR"], "rr_seconds": 30, "rr_sizes": [],
         "iperf3_port": 5201, "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20,
         "extra_modes": {},  # every mode gets every test
     },
@@ -247,6 +248,9 @@ def _netperf(ends: _Ends, params: dict[str, object], raw: RawSink) -> list[Sampl
         if ends.bind:
             argv += ["-L", ends.bind]
         argv += ["--", "-P", f",{params['netperf_data_port']}", "-o", ",".join(RR_SELECTORS)]
+        sizes = params.get("rr_sizes")  # [request, response] bytes; netperf's default is one byte each way
+        if sizes:
+            argv += ["-r", ",".join(str(int(n)) for n in sizes)]  # type: ignore[attr-defined]
         result = ends.client(argv, seconds * 4 + 120)
         raw(f"netperf-{ends.mode}-{test}.txt", result.stdout + result.stderr)
         try:
@@ -254,7 +258,9 @@ def _netperf(ends: _Ends, params: dict[str, object], raw: RawSink) -> list[Sampl
         except ParseError as exc:
             raise ScenarioError(f"network: netperf {test} on {ends.where}: {exc}") from exc
         _checked(result, ends)
-        meta = {"network": ends.mode, "test": test}
+        meta: dict[str, object] = {"network": ends.mode, "test": test}
+        if sizes:
+            meta["rr_size"] = ",".join(str(int(n)) for n in sizes)  # type: ignore[attr-defined]
         for selector, metric, unit in _RR_METRICS:
             samples.append(Sample(metric, float(values[selector]), unit, meta))
     return samples

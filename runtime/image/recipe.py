@@ -18,6 +18,7 @@ BUILD_FORMAT = 1
 WORKLOAD_PACKAGES = (
     "fio", "iozone3", "iperf3", "netperf", "sockperf", "stress-ng", "sysbench",
     "xz-utils", "procps", "busybox-static", "iproute2", "kmod",
+    "hpcc",  # HPC Challenge (HPL, STREAM, RandomAccess): the felter2015 study profile's hpcc scenario
 )
 GUEST_PACKAGES = ("linux-image-amd64", "qemu-guest-agent")
 # What our container runtime needs when it runs inside a guest (the cgroup v2 guest runs the container

@@ -1,0 +1,62 @@
+"""The hpcc scenario's parser on captured output, and the reproduction section's verdicts (pure logic)."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import studies
+from reporting import reproduction
+from reporting.claims import load_claims
+from runtime.platform import PlatformInfo
+from scenarios import hpcc
+from scenarios.base import ScenarioError
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "hpcc"
+
+
+def test_hpcc_summary_gives_hpl_stream_and_randomaccess():
+    samples = hpcc.samples_from(hpcc.parse_summary((FIXTURES / "hpccoutf-n4000.txt").read_text()), 4000)
+    by = {(s.metric, s.metadata.get("kernel")): s.value for s in samples}
+    assert by[("hpl_gflops", None)] == pytest.approx(1.31042)
+    assert by[("stream_bandwidth", "Triad")] == pytest.approx(16.8526)
+    assert by[("randomaccess_gups", None)] == pytest.approx(0.0494068)
+    assert {k for m, k in by if m == "stream_bandwidth"} == set(hpcc.STREAM_KERNELS)
+
+
+def test_hpcc_truncated_output_is_refused():
+    with pytest.raises(ScenarioError, match="no complete summary"):
+        hpcc.parse_summary((FIXTURES / "truncated-hpccoutf-n4000.txt").read_text())
+
+
+def _info(name, kind, emulated=False, baseline=False):
+    return PlatformInfo(name, kind, name, "#123456", "TCG" if emulated else "", emulated, baseline)
+
+
+def _row(platform, variant, median, ratio, low, high, level=0.9):
+    return {"host": "", "platform": platform, "scenario": "compress", "metric": "xz_compress_throughput",
+            "variant": variant, "unit": "MB/s", "n": 3, "median": median, "ci_low": median * 0.98,
+            "ci_high": median * 1.02, "ci_level": 0.75, "ci_method": "order statistic",
+            "ratio_to_baseline": ratio, "ratio_ci_low": low, "ratio_ci_high": high, "ratio_ci_level": level,
+            "ratio_ci_method": "Mann-Whitney", "ratio_note": ""}
+
+
+def test_verdicts_per_row_and_platform_kind():
+    variant = "level=6,size_mib=64,threads=2"
+    summary = pd.DataFrame([_row("base", variant, 10.0, 1.0, math.nan, math.nan, 0.0),
+                            _row("ctr", variant, 9.6, 0.96, 0.94, 0.98),
+                            _row("guest", variant, 0.5, 0.05, 0.04, 0.06)])
+    infos = {"base": _info("base", "native", baseline=True), "ctr": _info("ctr", "container"),
+             "guest": _info("guest", "vm", emulated=True)}
+    rows = (studies.Row("F4-container", "xz, container"), studies.Row("F4-vm-untuned", "xz, KVM"),
+            studies.Row("F4-vm-tuned", "xz, KVM tuned", untestable="no tuned VM here"))
+    study = studies.Study("s", {}, {}, (studies.Scaled("compress", "size_mib", "?", 64, "budget"),), rows, Path("s"))
+    frame = reproduction.rows_frame(study, summary, infos, load_claims())
+    got = {(r["claim"], r["platform"]): r for r in frame.to_dict("records")}
+    assert got[("F4-container", "ctr")]["verdict"] == "reproduced (at 90 %)"
+    assert got[("F4-container", "ctr")]["paper ratio"] == "0.96"
+    assert got[("F4-container", "ctr")]["setting differs"] == "scaled: size_mib"
+    assert got[("F4-container", "ctr")]["baseline here"].startswith("10 MB/s [9.8–10.2, 75 %], n = 3")
+    assert got[("F4-vm-untuned", "guest: TCG")]["verdict"] == "not testable here (emulated)"
+    assert got[("F4-vm-tuned", "(vm)")]["why"] == "no tuned VM here"

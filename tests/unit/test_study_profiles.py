@@ -1,0 +1,95 @@
+"""Study profiles (bench/profiles/*.toml) against the parameters they claim to reproduce.
+
+felter2015: the fio jobs field by field against the authors' job files, recorded here as facts (not
+copied files): github.com/thewmf/kvm-docker-comparison at commit 6820500beab45d7c8d005caefb40eda7381eb05f,
+fio/test.fio and fio/mixed.fio ([global] ioengine=libaio, direct=1, size=16g, group_reporting, thread),
+and netperf/docker.sh + netperf/vm.sh (`netperf -l 60 -H ... -t TCP_RR|UDP_RR -- -r 100,200`).
+Fields the profile scales are excepted only when its `scaled` list names them.
+"""
+
+import pytest
+
+from bench import studies
+from bench.config import parse_selection
+from reporting import reproduction
+from reporting.claims import load_claims, scenario_mismatches
+from runtime.errors import SpecError
+from scenarios import base
+
+FELTER_SOURCE = ("https://github.com/thewmf/kvm-docker-comparison", "6820500beab45d7c8d005caefb40eda7381eb05f")
+FELTER_GLOBAL = {"ioengine": "libaio", "direct": 1, "size": "16g", "group_reporting": True, "thread": True}
+# profile job name -> (job file, section, its fields); iodepth 1 and numjobs 1 are fio's defaults
+FELTER_JOBS = {
+    "seqwrite": ("test.fio", "sequential-fill", {"rw": "write", "bs": "1M", "iodepth": 16, "numjobs": 1}),
+    "seqread": ("test.fio", "seq-read-2", {"rw": "read", "bs": "1M", "iodepth": 2, "numjobs": 1}),
+    "randread": ("test.fio", "random-read-16x8", {"rw": "randread", "bs": "4K", "iodepth": 16, "numjobs": 8,
+                                                  "runtime": 60}),
+    "randwrite": ("test.fio", "random-write-16x8", {"rw": "randwrite", "bs": "4K", "iodepth": 16, "numjobs": 8,
+                                                    "runtime": 60}),
+    "randrw70": ("mixed.fio", "mixed-random-rw-32x8", {"rw": "randrw", "rwmixread": 70, "bs": "4K", "iodepth": 32,
+                                                       "numjobs": 8, "runtime": 60}),
+}
+FELTER_NETPERF = {"rr_tests": ["TCP_RR", "UDP_RR"], "rr_sizes": [100, 200], "rr_seconds": 60}
+# Fields the profile may differ in, each of which its `scaled` list must name (with a reason).
+FELTER_SCALED = {"disk": {"file_size", "runtime_s", "sequential jobs: size-based", "device"},
+                 "network": {"rr_seconds", "topology"}}
+
+
+@pytest.fixture(scope="module")
+def felter() -> studies.Study:
+    return studies.load_study("felter2015")
+
+
+def test_felter_fio_jobs_match_the_job_files_field_by_field(felter):
+    study_source = (felter.meta["url"], felter.meta["source_commit"])
+    assert study_source == FELTER_SOURCE
+    params = studies.params_for(base.load("disk"), "felter2015")
+    assert params["ioengine"] == FELTER_GLOBAL["ioengine"] and params["thread"] is FELTER_GLOBAL["thread"]
+    # direct=1 and group_reporting are fixed in scenarios.disk for every job
+    jobs = {job["name"]: job for job in params["jobs"]}
+    assert set(jobs) == set(FELTER_JOBS)
+    for name, (job_file, section, fields) in FELTER_JOBS.items():
+        job = jobs[name]
+        for key, value in fields.items():
+            if key == "runtime":  # scaled: the profile's runtime_s, listed below
+                continue
+            assert job.get(key, 1 if key in ("iodepth", "numjobs") else None) == value, (name, job_file, section, key)
+    scaled = {s.field: s for s in felter.scaled_for("disk")}
+    assert scaled["file_size"].paper == FELTER_GLOBAL["size"] and params["file_size"] == scaled["file_size"].here
+    assert scaled["runtime_s"].paper == 60 and params["runtime_s"] == scaled["runtime_s"].here
+    assert params["storage"] == ["volume"]  # /ferrari: a dedicated device, bind-mounted / virtio, not the root disk
+
+
+def test_felter_netperf_matches_the_scripts(felter):
+    params = studies.params_for(base.load("network"), "felter2015")
+    assert params["rr_tests"] == FELTER_NETPERF["rr_tests"] and params["rr_sizes"] == FELTER_NETPERF["rr_sizes"]
+    scaled = {s.field: s for s in felter.scaled_for("network")}
+    assert scaled["rr_seconds"].paper == FELTER_NETPERF["rr_seconds"]
+    assert params["rr_seconds"] == scaled["rr_seconds"].here
+    assert not params["directions"]  # no iperf3: the paper's bulk test (nuttcp) needs two hosts
+
+
+def test_felter_lists_every_scaled_field_with_a_reason(felter):
+    for scenario, fields in FELTER_SCALED.items():
+        listed = {s.field for s in felter.scaled_for(scenario)}
+        assert fields <= listed, scenario
+    assert all(s.why.strip() for s in felter.scaled)
+
+
+@pytest.mark.parametrize("name", studies.study_names())
+def test_every_study_loads_and_its_rows_name_registered_claims(name):
+    study = studies.load_study(name)
+    claims = {c.id: c for c in load_claims()}
+    config = parse_selection("native", None, name, None)
+    assert config.scenarios == study.scenarios and config.reps == study.repetitions
+    for scenario in study.scenarios:
+        studies.params_for(base.load(scenario), name)
+    for row in study.rows:
+        assert row.claim in claims, row.claim
+    moved = [reproduction._claim_for(row, claims) for row in study.rows]
+    assert scenario_mismatches([c for c in moved if c is not None]) == []
+
+
+def test_unknown_profile_is_one_clear_error():
+    with pytest.raises(SpecError, match="unknown profile 'nope': choose from quick, full, "):
+        parse_selection("native", None, "nope", None)
