@@ -142,6 +142,9 @@ def _rows_of(summary: pd.DataFrame, platform: str | None, claim: Claim) -> pd.Da
 
 
 def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.DataFrame) -> dict[str, object]:
+    if claim.versus != "baseline":
+        return {"platform": info.label, "verdict": NOT_TESTABLE,
+                "why": f"claim {claim.id} is a ratio against {claim.versus}; rows compare with the baseline"}
     why = _why_untestable(claim, info)
     rows = _rows_of(summary, info.name, claim)
     if rows.empty:
