@@ -22,9 +22,10 @@ memory, pids, disk read/write throttle, bandwidth cap). `unlimited`: no cpu, dis
 the safety bounds (`safety`: memory and pids) that keep the memory and fork-bomb stressors off the host.
 
 Safety. The memory and fork-bomb stressors run only where they are bounded, decided from what the
-aggressor enforces (`instance.ignored_limits()`) and whether it runs its own kernel (its boot id is not
-the host's), never from the platform's name: the memory stressor needs an enforced memory limit; the
-fork bomb an enforced pids limit, or its own kernel with an enforced memory limit (a guest). Elsewhere
+aggressor enforces (`instance.ignored_limits()`) and whether it runs its own kernel (neither its boot id
+nor its boot time is the host's: scenarios.kernelid), never from the platform's name: the memory stressor
+needs an enforced memory limit; the fork bomb an enforced pids limit, or its own kernel with an enforced
+memory limit (a guest). Elsewhere
 (native: every limit ignored, the host's kernel) they are skipped with the reason in `noisy.json`.
 A watchdog on the host destroys the aggressor `watchdog_s` after a stressor started if it is still
 running. A host heartbeat (scenarios.heartbeat: a 10 ms sleep loop in a host process) runs during every
@@ -49,13 +50,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance, Platform
 from runtime.spec import ExecResult, InstanceSpec, parse_rate, parse_size
-from scenarios import heartbeat
+from scenarios import heartbeat, kernelid
 from scenarios.base import (
     DAY_S,
     MEMORY_BUS_MB_S,
@@ -264,16 +264,16 @@ def unbounded_reason(stressor: str, spec: InstanceSpec, ignored: dict[str, objec
     if stressor == "forkbomb" and not enforced("pids_max") and not (own_kernel and enforced("memory")):
         return ("a fork bomb needs an enforced pids limit, or its own kernel with an enforced memory limit; this "
                 f"aggressor ignores {', '.join(sorted(ignored)) or 'nothing'} and "
-                f"{'runs its own kernel' if own_kernel else 'shares the host kernel (same boot id)'}: "
+                f"{'runs its own kernel' if own_kernel else 'shares the host kernel (same boot id or boot time)'}: "
                 "it would fill the host's process table")
     return ""
 
 
 def _own_kernel(instance: Instance) -> bool:
-    """True when the instance's boot id differs from the host's (a guest kernel)."""
-    host = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    inside = check(instance.exec(["cat", "/proc/sys/kernel/random/boot_id"], timeout=60), instance).stdout.strip()
-    return bool(inside) and inside != host
+    """True when the instance runs a kernel of its own (a guest): neither its boot id nor its boot time
+    is the host's (scenarios.kernelid)."""
+    inside = check(instance.exec(["sh", "-c", kernelid.COMMAND], timeout=60), instance).stdout
+    return bool(inside.strip()) and not kernelid.shares_host_kernel(inside)
 
 
 # -- victim workloads ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from runtime.platform import Instance
 from runtime.spec import InstanceSpec
-from scenarios import hostmetrics
+from scenarios import hostmetrics, kernelid
 from scenarios.base import Range, RawSink, Sample, ScenarioError
 from scenarios.hostmarkers import HostMarkers
 
@@ -95,6 +95,7 @@ class HostFacts:
     mem_total_kib: int
     cpus: int
     markers: dict[str, object]
+    btime: str = ""  # boot time (/proc/stat): LXC masks the boot id, not this (scenarios.kernelid)
 
     @classmethod
     def read(cls, markers: HostMarkers) -> HostFacts:
@@ -110,7 +111,7 @@ class HostFacts:
                    uts_ns=os.readlink("/proc/self/ns/uts"), macs=frozenset(macs), root_disk=(disk := _root_disk()),
                    root_disk_readable=disk is not None and _readable_block_device(*disk),
                    mem_total_kib=hostmetrics.meminfo_bytes("MemTotal") // 1024, cpus=os.cpu_count() or 1,
-                   markers=markers.facts())
+                   markers=markers.facts(), btime=kernelid.host_ids()[1])
 
 
 def _root_disk() -> tuple[int, int] | None:
@@ -173,11 +174,13 @@ def _kernel_wide(permitted: bool, what: str, ctx: Context) -> Verdict:
 
 
 def _judge_kernel(out: str, ctx: Context) -> Verdict:
-    boot_id = out.split()[0] if out.split() else ""
-    ctx.shares_kernel = boot_id == ctx.host.boot_id
-    if ctx.shares_kernel:
+    boot_id, btime = kernelid.parse(out)
+    ctx.shares_kernel = kernelid.shares_host_kernel(out, (ctx.host.boot_id, ctx.host.btime))
+    if ctx.shares_kernel and boot_id == ctx.host.boot_id:
         return EXPOSED, "same boot id as the host: the host's kernel"
-    return ISOLATED, f"own kernel (boot id {boot_id or '?'} differs from the host's)"
+    if ctx.shares_kernel:
+        return EXPOSED, f"the host's boot time (btime {btime}) under another boot id: the host's kernel"
+    return ISOLATED, f"own kernel (boot id {boot_id or '?'} and boot time {btime or '?'} differ from the host's)"
 
 
 def _judge_processes(out: str, ctx: Context) -> Verdict:
@@ -326,8 +329,8 @@ def _judge_limit(kind: str) -> Callable[[str, Context], Verdict]:
 
 
 PROBES: tuple[Probe, ...] = (
-    Probe("same_kernel", "same kernel as the host (boot id)",
-          lambda c: "cat /proc/sys/kernel/random/boot_id; uname -r", _judge_kernel),
+    Probe("same_kernel", "same kernel as the host (boot id or boot time)",
+          lambda c: f"{kernelid.COMMAND}; uname -r", _judge_kernel),
     # The pattern is the token with one character in brackets, so that the probe's own command line
     # (which holds the pattern, not the token) never matches itself.
     Probe("host_processes", "host processes visible (marker process)",

@@ -78,3 +78,13 @@ def test_batch_script_frames_every_probe(tmp_path):
     assert sections["four"]["stdout"] == "no newline\n"
     assert all(s["duration_s"] >= 0 for s in sections.values())
     assert not list(tmp_path.glob(".isl-visibility-err*"))
+
+
+def test_a_masked_boot_id_does_not_hide_the_host_kernel():
+    """LXC mounts a per-container boot id over /proc/sys/kernel/random/boot_id; the boot time gives it away."""
+    host = v.HostFacts(**{**HOST.__dict__, "btime": "1795860000"})
+    c = v.Context(host, InstanceSpec(), {}, shares_kernel=False)
+    verdict = v._judge_kernel("lxc-fake-boot\nbtime 1795860000\n6.1.0\n", c)
+    assert verdict[0] == "exposed" and c.shares_kernel and "boot time" in verdict[1]
+    c = v.Context(host, InstanceSpec(), {}, shares_kernel=True)
+    assert v._judge_kernel("guest-boot\nbtime 1795861234\n6.1.0\n", c)[0] == "isolated" and not c.shares_kernel
