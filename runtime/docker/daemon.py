@@ -106,11 +106,12 @@ def client(timeout: float = 120.0) -> Any:
     return docker.DockerClient(base_url=BASE_URL, timeout=int(timeout), version="auto")
 
 
-def answers() -> bool:
+def answers(timeout: float = 30.0) -> bool:
+    """Whether the suite's dockerd runs and answers a ping within `timeout` (long: the host may be loaded)."""
     if running_pid() is None or not SOCKET.exists():
         return False
     try:
-        c = client(timeout=5)
+        c = client(timeout=timeout)
         try:
             return bool(c.ping())
         finally:
@@ -236,7 +237,7 @@ def _wait_answer(timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
-        if answers():
+        if answers(timeout=max(1.0, min(30.0, deadline - time.monotonic()))):
             return True
         time.sleep(0.05)
     return False

@@ -446,8 +446,8 @@ class DockerPlatform(Platform):
         """Dead runs' containers (only if the suite's dockerd runs: it is never started for a cleanup),
         untagged remains of failed imports; then stop dockerd if no live process uses it."""
         removed: list[str] = []
-        if daemon.answers():
-            client = daemon.client(timeout=60)
+        if daemon.running_pid() is not None and daemon.SOCKET.exists():  # (no ping: it may be slow under load)
+            client = daemon.client(timeout=120)
             try:
                 self._client = client
                 removed += self.sweep_dead_containers()
