@@ -25,6 +25,7 @@ import atexit
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,19 @@ NETWORK_FLAGS = ("--iptables=false", "--ip6tables=false", "--ip-forward=false", 
 def binary() -> str | None:
     return shutil.which("dockerd") or (
         "/usr/sbin/dockerd" if os.access("/usr/sbin/dockerd", os.X_OK) else None)
+
+
+def binary_version() -> str:
+    """The installed dockerd's version ('20.10.24+dfsg1') without starting it; '?' when unknown."""
+    dockerd = binary()
+    if dockerd is None:
+        return "? (not installed)"
+    try:
+        out = subprocess.run([dockerd, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    match = re.search(r"version ([^,\s]+)", out)
+    return match.group(1) if match else "?"
 
 
 def argv(dockerd: str) -> list[str]:

@@ -3,8 +3,9 @@
 The tree is streamed with tar (numeric owners, extended attributes) into the Engine's import API, as
 `docker import` does; the import is tagged only after tar finished cleanly, so an interrupted or failed
 import never leaves a tagged image a later run would use (its untagged remains are removed at once, and
-by `remove_stale`). The tag is reused while the hash is unchanged; isolab tags of other hashes are removed
-when no container uses them. One import at a time across processes (runtime.state lock `docker-image`).
+by `remove_stale`). The tag is reused while the hash is unchanged; isolab tags of hashes no longer in the
+image cache are removed (when no container uses them): a cached hash may be another worktree's or run's.
+One import at a time across processes (runtime.state lock `docker-image`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from runtime import state
 from runtime.errors import ImageError
-from runtime.image.store import Image
+from runtime.image.store import Image, ImageStore
 
 REPOSITORY = "isolab/rootfs"
 LABEL_IMAGE = "org.isolab.image"
@@ -43,7 +44,7 @@ def ensure(client: Any, image: Image) -> dict[str, object]:
         began = time.perf_counter()
         image_id = _import(client, image)
         seconds = time.perf_counter() - began
-        removed = remove_stale(client, keep=tag)
+        removed = remove_stale(client, cached_digests(ImageStore(image.path.parent.parent)) | {image.digest})
     return {"tag": tag, "id": image_id, "imported_now": True, "import_s": round(seconds, 2),
             "removed_older": removed}
 
@@ -108,15 +109,22 @@ def _remove_quietly(client: Any, ref: str) -> bool:
         return False
 
 
-def remove_stale(client: Any, keep: str | None) -> list[str]:
-    """isolab images other than `keep`: tags of other hashes and untagged remains of failed imports
-    (an image a container still uses stays)."""
+def remove_stale(client: Any, cached: set[str]) -> list[str]:
+    """isolab images whose hash is no longer in the image cache (`cached`: the digests there), and untagged
+    remains of failed imports. An image whose rootfs is still cached stays: another run or worktree on this
+    host may be using that recipe, and removing its tag would make the two re-import in turn. (Docker
+    refuses to remove an image a container still uses; that one stays too.)"""
     removed = []
     for found in client.images.list(all=True, filters={"label": LABEL_IMAGE}):
-        tags = [t for t in found.tags if t != keep]
-        if keep in found.tags:
+        tags = [t for t in found.tags if t.startswith(f"{REPOSITORY}:")]
+        stale = [t for t in tags if t.split(":", 1)[1] not in cached]
+        if tags and not stale:
             continue
-        for tag in tags or [found.id]:
-            if _remove_quietly(client, tag):
-                removed.append(f"docker image {tag}")
+        for ref in stale or [found.id]:
+            if _remove_quietly(client, ref):
+                removed.append(f"docker image {ref}")
     return removed
+
+
+def cached_digests(store: ImageStore | None = None) -> set[str]:
+    return {image.digest for image in (store or ImageStore()).list()}

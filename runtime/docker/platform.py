@@ -45,7 +45,7 @@ INIT_ARGV = ["sleep", "infinity"]
 NAME_PREFIX = "isolab-"
 LABEL_INSTANCE = "org.isolab.instance"
 LABEL_OWNER = "org.isolab.owner"
-STOP_KILL_S = 10.0
+EXIT_STATUS_WAIT_S = 30.0  # the Engine records an exec's status a moment after its stream ends
 
 
 def host_cpus() -> list[int]:
@@ -185,13 +185,15 @@ class DockerInstance(Instance):
 
     def _exit_code(self, exec_id: str) -> int:
         """The exec's exit status; the Engine records it a moment after the stream closes."""
-        for _ in range(200):
+        deadline = time.monotonic() + EXIT_STATUS_WAIT_S
+        while True:
             info = self.client.api.exec_inspect(exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
-            time.sleep(0.01)
-        raise InstanceError(f"docker {self.instance_id}: no exit status for exec {exec_id[:12]} after its "
-                            "output ended")
+            if time.monotonic() > deadline:
+                raise InstanceError(f"docker {self.instance_id}: no exit status for exec {exec_id[:12]} "
+                                    f"{EXIT_STATUS_WAIT_S:g} s after its output ended")
+            time.sleep(0.005)
 
     def _kill_exec(self, exec_id: str) -> None:
         try:
@@ -451,19 +453,12 @@ class DockerPlatform(Platform):
             try:
                 self._client = client
                 removed += self.sweep_dead_containers()
-                removed += [r for r in docker_image.remove_stale(client, keep=self._current_tag(client))]
+                removed += docker_image.remove_stale(client, docker_image.cached_digests())
             finally:
                 self._client = None
                 client.close()
         removed += daemon.stop_if_unused()
         return removed
-
-    @staticmethod
-    def _current_tag(client: Any) -> str | None:
-        """The newest isolab tag (kept by cleanup: it is the cache; a newer hash replaces it on import)."""
-        images = client.images.list(name=docker_image.REPOSITORY)
-        images.sort(key=lambda i: i.attrs.get("Created", ""), reverse=True)
-        return images[0].tags[0] if images and images[0].tags else None
 
     # ---- description ----------------------------------------------------------------------------
     def _facts(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -473,11 +468,16 @@ class DockerPlatform(Platform):
         return self._version, self._info
 
     def describe(self) -> PlatformInfo:
-        version, info = self._facts()
-        runtime = info.get("DefaultRuntime", "runc")
+        """From the daemon's own version() and info() once this process uses it (after check_available());
+        before that from `dockerd --version`, without starting anything."""
+        if self._client is not None:
+            version, info = self._facts()
+            engine = str(version.get("Version", "?"))
+            runtime, cgroup = info.get("DefaultRuntime", "runc"), info.get("CgroupVersion", cgroup_version())
+        else:
+            engine, runtime, cgroup = daemon.binary_version(), "runc", cgroup_version()
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name="Docker", colour=self.colour,
-                            mechanism=f"dockerd {version.get('Version', '?').split('+')[0]} + {runtime}, "
-                                      f"cgroup v{info.get('CgroupVersion', cgroup_version())}",
+                            mechanism=f"dockerd {engine.split('+')[0]} + {runtime}, cgroup v{cgroup}",
                             emulated=False, baseline=False, role=ROLE_REFERENCE)
 
     def environment(self) -> dict[str, object]:

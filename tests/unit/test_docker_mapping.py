@@ -168,3 +168,45 @@ def test_dockerd_is_told_to_leave_the_host_network_alone():
         assert flag in argv
     assert daemon.CGROUP.startswith("isolab/") and str(daemon.EXEC_ROOT).startswith("/run/isolab")
     assert "/etc/docker" not in daemon.config()["deprecated-key-path"]
+
+
+class FakeImage:
+    def __init__(self, image_id: str, tags: list[str]) -> None:
+        self.id, self.tags = image_id, tags
+
+
+class FakeImages:
+    def __init__(self, images: list[FakeImage]) -> None:
+        self.images, self.removed = images, []
+
+    def list(self, **_filters):
+        return self.images
+
+    def remove(self, ref, noprune=False):
+        self.removed.append(ref)
+
+
+class FakeClient:
+    def __init__(self, images: list[FakeImage]) -> None:
+        self.images = FakeImages(images)
+
+
+def test_only_images_of_hashes_gone_from_the_cache_are_removed():
+    from runtime.docker import image
+
+    client = FakeClient([FakeImage("sha256:a", ["isolab/rootfs:aaaa"]), FakeImage("sha256:b", ["isolab/rootfs:bbbb"]),
+                         FakeImage("sha256:c", []), FakeImage("sha256:d", ["isolab/rootfs:dddd", "other:x"])])
+    removed = image.remove_stale(client, cached={"aaaa", "dddd"})
+    assert client.images.removed == ["isolab/rootfs:bbbb", "sha256:c"]  # a gone hash, an untagged import
+    assert removed == ["docker image isolab/rootfs:bbbb", "docker image sha256:c"]
+
+
+def test_describe_does_not_start_the_daemon(monkeypatch):
+    from runtime.platform import ROLE_REFERENCE, load_platform
+
+    def refuse(*_a, **_k):
+        raise AssertionError("describe() started dockerd")
+
+    monkeypatch.setattr(daemon, "ensure_running", refuse)
+    info = load_platform("docker", image=None).describe()
+    assert info.kind == "container" and info.role == ROLE_REFERENCE and info.mechanism.startswith("dockerd ")
