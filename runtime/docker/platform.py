@@ -391,6 +391,17 @@ class DockerPlatform(Platform):
             raise PlatformUnavailable("docker: the kernel has no overlayfs (/proc/filesystems), which the "
                                       "overlay2 storage driver needs")
         self.client()
+        if self.image is not None:
+            self.ensure_image()  # here, not in the first create: an import is no start time
+
+    def ensure_image(self) -> str:
+        """The tag of the shared rootfs as a Docker image, imported on first use (runtime.docker.image)."""
+        assert self.image is not None
+        client = self.client()
+        with self._lock:
+            if not self._image_facts:
+                self._image_facts = docker_image.ensure(client, self.image)
+            return str(self._image_facts["tag"])
 
     def client(self) -> Any:
         """A client on the suite's dockerd, started on first use (PlatformUnavailable if it cannot start)."""
@@ -412,14 +423,11 @@ class DockerPlatform(Platform):
         self.check_spec(spec)
         if self.image is None:
             raise InstanceError("docker: no image given")
-        client = self.client()
-        with self._lock:
-            if not self._image_facts:
-                self._image_facts = docker_image.ensure(client, self.image)
+        tag = self.ensure_image()
         instance_id, state_dir = state.create(self.name)
-        instance = DockerInstance(client, instance_id, state_dir, spec)
+        instance = DockerInstance(self.client(), instance_id, state_dir, spec)
         try:
-            instance.start(str(self._image_facts["tag"]))
+            instance.start(tag)
         except BaseException as exc:
             try:
                 instance.destroy()

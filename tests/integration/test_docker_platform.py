@@ -277,6 +277,10 @@ def test_bridge_network_and_the_host_firewall_untouched(docker_platform, before_
         assert instance.address and instance.ignored_limits() == {}
         inside = instance.exec(["ip", "-o", "-4", "addr", "show", "eth0"]).stdout
         assert f" {instance.address}/" in inside
+    if "nat" in docker_platform.network_modes:  # published through the suite's own DNAT table
+        with docker_platform.create(InstanceSpec(network="nat")) as instance:
+            assert instance.published_address and instance.address
+            assert instance.exec(["ls", "/sys/class/net"]).stdout.split() == ["eth0", "lo"]
     with docker_platform.create(InstanceSpec(network="host")) as instance:
         assert set(instance.exec(["ls", "/sys/class/net"]).stdout.split()) == set(os.listdir("/sys/class/net"))
     baseline, started_here = before_docker
