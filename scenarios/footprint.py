@@ -69,7 +69,9 @@ def _instance_pss(instance: Instance) -> int:
 
 
 def _read_set(instance: Instance) -> list[str]:
-    kernel = check(instance.exec(["sh", "-c", "ls /usr/lib/modules | head -n 1"], timeout=60), instance).stdout.strip()
+    # a shell glob, not ls: gVisor's statx refuses the flags coreutils 9.1's ls passes (EINVAL)
+    first = 'set -- /usr/lib/modules/*; echo "${1##*/}"'
+    kernel = check(instance.exec(["sh", "-c", first], timeout=60), instance).stdout.strip()
     return [path.format(kernel=kernel) for path in READ_FILES]
 
 

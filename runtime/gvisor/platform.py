@@ -42,6 +42,10 @@ RUNSC_PLATFORMS = (*probe.GROUPS, *probe.PREFERENCE)
 ACCEL_TO_RUNSC = {"auto": "auto", "kvm": "kvm", "tcg": "software"}
 SCRATCH = "/var/tmp"
 TRANSFER_TIMEOUT_S = 600.0
+#: Measured here (2026-11-28): fio 1 MiB sequential reads with --direct=1 of a 256 MiB file gave 4,373 MiB/s
+#: inside the sandbox and 559 MiB/s on the host's disk.
+DIRECT_IO = ("O_DIRECT is accepted and not honoured: reads and writes go through the sentry's and the "
+             "host's page cache (fio --direct=1 1 MiB reads: 4.4 GB/s inside, 0.56 GB/s on the host's disk)")
 #: What differs from runc/crun that a reader of env.json must know.
 NOTES = {
     "tmp": "/tmp is gVisor's own tmpfs (sandbox memory), mounted by runsc because the image's /tmp is "
@@ -53,6 +57,7 @@ NOTES = {
                "host seccomp filter",
     "cgroups": "runsc writes the spec's limits to isolab/<id> and puts the sandbox there whole: sentry, "
                "gofer and platform stubs; pids_max counts those host tasks, not the container's processes",
+    "direct_io": DIRECT_IO,
     "kernel": "the sentry reports Linux 4.4.0; statx with AT_NO_AUTOMOUNT fails with EINVAL in this build, "
               "so coreutils 9.1 `ls`/`stat` fail inside while the syscalls the workloads use work",
 }
@@ -143,7 +148,7 @@ class GvisorInstance(OciInstance):
 
     def metadata(self) -> dict[str, object]:
         meta = super().metadata()
-        meta.update(runtime="runsc", runsc_platform=self.runsc_platform,
+        meta.update(runtime="runsc", runsc_platform=self.runsc_platform, direct_io=DIRECT_IO,
                     seccomp="gVisor sentry (OCI profile not loaded, as Docker with runsc)",
                     user_namespace="the sandbox runs as nobody in its own user namespace; root inside is "
                                    "the sentry's (InstanceSpec.userns is not mapped)")
