@@ -48,7 +48,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "quick": {
         "seconds": 2, "threads": ["1"], "operations": ["read", "write"],
         "seq_block": "128M", "rnd_block": "128M",
-        "stream_seconds": 4, "stream_l3_size": "16M",  # 3 arrays of 4 x 16 MiB: fits the VM default 1 GiB
+        "stream_seconds": 8, "stream_l3_size": "16M",  # 3 arrays of 4 x 16 MiB: fits the VM default 1 GiB
         "instance_memory": None,
     },
     "full": {

@@ -121,3 +121,11 @@ def test_a_vanished_peer_is_a_scenario_error_not_a_crash():
         network._in_peer(VanishedPeer(), ["ss", "-ltn"])
     with pytest.raises(ScenarioError, match="cannot start iperf3 in peer"):
         network._start_server(VanishedPeer(), ["iperf3", "-s"], 5201, 1)
+
+
+def test_stream_runs_long_enough_for_its_rates():
+    """stress-ng 0.15 computes the stream stressor's MB/s only after about 5 s (scenarios/parsers/stressng.py):
+    a shorter profile fails every memory cell (4 s did, in a quick run on 2026-11-28)."""
+    from scenarios import memory
+
+    assert all(int(p["stream_seconds"]) >= 6 for p in memory.PROFILES.values())
