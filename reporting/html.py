@@ -33,6 +33,7 @@ from reporting import (
     platforms,
     plots,
     reproduction,
+    startup,
     tables,
 )
 from reporting.claims import claims_frame
@@ -205,7 +206,7 @@ def _scenario_figures(samples: pd.DataFrame, scenario: str, platforms: list[Plat
             for unit in dict.fromkeys(mine["unit"]):
                 figures.append(plots.metric_figure(samples, scenario, metric, str(unit), platforms, figures_dir))
             figure = None
-            if metric.endswith("_ready_s"):  # a start time: its CDF over every start
+            if metric.endswith("_ready_s") and metric not in startup.START_METRICS:  # a start time: its CDF
                 figure = plots.cdf_figure(samples, scenario, metric, platforms, figures_dir)
         if figure is not None:
             figures.append(figure)
@@ -257,7 +258,8 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         section: dict[str, object] = {"name": scenario, "id": f"section-{scenario}",
                                       "reason": "; ".join(f"{p.label}: {every_failure[(p.name, scenario)]}"
                                                           for p in views if (p.name, scenario) in every_failure),
-                                      "variant_notes": tables.variant_gaps(summary, scenario, views, reasons)}
+                                      "variant_notes": tables.variant_gaps(summary, scenario, views, reasons),
+                                      "comparison": ""}
         if long.empty:
             section.update(rows=[], figures=[])
             sections.append(section)
@@ -275,6 +277,11 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
             tex_rows, f"{scenario}: median, interval with its level, ratio to the baseline", scenario),
             tables_dir / f"{scenario}.tex"))
         section.update(rows=display, figures=_scenario_figures(samples, scenario, views, figures_dir))
+        compared = startup.comparison(summary, samples, scenario, views, figures_dir, tables_dir)
+        if compared is not None:  # start times side by side (built escaped by reporting.startup)
+            section["comparison"] = markupsafe.Markup(compared.html)
+            csv_files.append(compared.csv)
+            tex_files.append(compared.tex)
         sections.append(section)
 
     area_rows = overview.area_costs(samples, views)

@@ -8,6 +8,11 @@ A platform also describes itself (`Platform.describe() -> PlatformInfo`: kind, d
 isolation mechanism or accelerator, whether its figures are emulated, whether it is the baseline) and
 declares which run options it takes (`Platform.options`), so that the harness and the report loop over
 whatever platforms ran without naming one.
+
+`Platform.run_once(argv)` runs one throwaway instance whose command is argv and waits for its exit and
+removal (start-to-exit). The default creates an instance, execs argv in it and destroys it; a platform
+with a native one-shot path (a container whose pid 1 is the command, `<runtime> run`) overrides it and
+says so with `one_shot = "..."`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,26 @@ class StartPhases:
     @property
     def total(self) -> float:
         return sum(self.phases.values())
+
+
+@dataclass(frozen=True)
+class RunOnce:
+    """One throwaway instance from the start request to its command's exit and its removal.
+
+    `path` says how it ran: "create+exec+destroy" (the default: a ready instance, the command exec'd in
+    it, then destroyed; `ready_s` and `teardown_s` are then its parts and `phases` its start phases) or
+    the platform's own one-shot path (then `phases` holds what the runtime exposes, maybe nothing)."""
+
+    seconds: float  # start request -> exit and removal
+    returncode: int
+    path: str
+    phases: dict[str, float] = field(default_factory=dict)
+    ready_s: float | None = None  # start request -> first command answered (default path only)
+    teardown_s: float | None = None  # destroy (default path only)
+    detail: str = ""  # what the command or the runtime said, when it failed
+
+
+DEFAULT_RUN_ONCE = "create+exec+destroy"
 
 
 class Instance(ABC):
@@ -196,9 +221,30 @@ class Platform(ABC):
         variants; SpecError for one it does not have."""
         raise SpecError(f"platform {cls.name} has no variants (asked for {cls.name}[{variant}])")
 
+    #: How run_once runs a command: the default path, or a description of the platform's own one-shot path.
+    one_shot: str = DEFAULT_RUN_ONCE
+
     def check_available(self) -> None:
         """Raise PlatformUnavailable with the reason when this host cannot run the platform."""
         return None
+
+    def run_once(self, argv: Sequence[str], spec: InstanceSpec | None = None, timeout: float = 120.0) -> RunOnce:
+        """Start a throwaway instance whose command is argv, wait for its exit and its removal.
+
+        The default: create(spec), exec(argv), destroy(). Platforms with a one-shot path override it
+        (and set `one_shot`); on any failure nothing is left behind and the error is raised."""
+        begin = time.perf_counter()
+        instance = self.create(spec or InstanceSpec())
+        try:
+            result = instance.exec(argv, timeout=timeout)
+            ready = time.perf_counter()
+            phases = dict(instance.start_phases.phases)
+        finally:
+            destroy_begin = time.perf_counter()
+            instance.destroy()
+        end = time.perf_counter()
+        return RunOnce(end - begin, result.returncode, DEFAULT_RUN_ONCE, phases, ready - begin, end - destroy_begin,
+                       result.stderr_tail())
 
     @abstractmethod
     def create(self, spec: InstanceSpec) -> Instance:

@@ -17,6 +17,7 @@ import contextlib
 import gc
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -55,11 +56,15 @@ class Container:
     itself is pid 1 (like crun).
     `volatile` mounts the writable layer without syncs (like podman for --rm containers): only for
     layers that are discarded on exit and workloads that do not rely on fsync.
+    `ephemeral` puts the writable layer on a tmpfs that only the container's mount namespace sees (nothing
+    of it on the host's disk, gone with the container; its pages are charged to the container's memory
+    cgroup): for throwaway one-shot containers (Platform.run_once). Not with a user namespace, a volume
+    or a disk quota.
     """
 
     def __init__(self, spec: InstanceSpec, layers: Sequence[Path], argv: Sequence[str] | None = None, *,
                  init: bool = True, env: dict[str, str] | None = None, quiet: bool = False,
-                 volatile: bool = False,
+                 volatile: bool = False, ephemeral: bool = False,
                  image_name: str = "base", instance_id: str | None = None) -> None:
         if argv is not None and not argv:
             raise InstanceError("container: empty command")
@@ -69,6 +74,11 @@ class Container:
         self.use_init = init or argv is None
         self.quiet = quiet or argv is None
         self.volatile = volatile  # overlay 'volatile': no syncs of the writable layer (thrown away on exit)
+        if ephemeral and (spec.userns or spec.volume or spec.disk_quota is not None
+                          or spec.storage_driver != DEFAULT_DRIVER):
+            raise InstanceError("container: an ephemeral writable layer is an overlay without a user namespace, "
+                                "a volume or a disk quota")
+        self.ephemeral = ephemeral
         self.image_name = image_name
         self.instance_id = instance_id or new_instance_id("ct")
         self.state_dir = state_dir(self.instance_id)
@@ -125,11 +135,12 @@ class Container:
             # root-only (0700; state.json 0600): state.json may hold -e secrets, and a setuid file made
             # inside the writable layer must not be reachable (let alone executable) for other host users
             state.claim(self.state_dir, "container")
-            self.root.mkdir()
-            _private_dir(self.layer_dir)
-            if self.quota_disk is not None:
-                self.quota_disk.create()
-            self.storage.prepare(self.fs)
+            if not self.ephemeral:  # (an ephemeral layer is made in the container's own mount namespace)
+                self.root.mkdir()
+                _private_dir(self.layer_dir)
+                if self.quota_disk is not None:
+                    self.quota_disk.create()
+                self.storage.prepare(self.fs)
             if self.volume is not None:
                 self.volume.mkdir()
             if self.mapping is not None:
@@ -296,7 +307,9 @@ class Container:
             if "sync_w" in pipes:
                 os.write(pipes["sync_w"], b"n")
             step = "prepare root"
-            if self.mapping is None:
+            if self.ephemeral:
+                rootfs.prepare_ephemeral_root(self.layers, self.state_dir)
+            elif self.mapping is None:
                 rootfs.prepare_root(lambda target: self.storage.mount(self.fs, target, self.volatile),
                                     self.root, self.volume)
             else:  # the overlay is mounted; "root" is reached from the working directory
@@ -360,7 +373,7 @@ class Container:
                 return self.returncode
             if deadline is not None and time.monotonic() > deadline:
                 raise ExecTimeout(f"container {self.instance_id}: still running after {timeout} s")
-            time.sleep(0.005)
+            _wait_exit(self.pid, deadline)
 
     def _wait_foreign(self, deadline: float | None) -> int:
         while self._pid1_alive():
@@ -569,6 +582,20 @@ def _private_dir(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.mkdir(0o700)
     os.chmod(path, 0o700)
+
+
+def _wait_exit(pid: int, deadline: float) -> None:
+    """Sleep until `pid` (our child) exits or `deadline` (time.monotonic) passes: a pidfd becomes readable
+    when the process exits, so no polling interval is added to a short command's time."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # already reaped, or a kernel without pidfds
+        time.sleep(0.005)
+        return
+    try:
+        select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(fd)
 
 
 def _stdio_to_null() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform as host_platform
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from runtime.container.storage import DEFAULT_DRIVER, StorageDriver, get_driver,
 from runtime.errors import InstanceError, IsolabError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux import transfer
-from runtime.platform import KIND_CONTAINER, ROLE_OURS, Instance, Platform, PlatformInfo
+from runtime.platform import KIND_CONTAINER, ROLE_OURS, Instance, Platform, PlatformInfo, RunOnce
 from runtime.spec import ExecResult, InstanceSpec
 
 
@@ -178,6 +179,34 @@ class ContainerPlatform(Platform):
 
     def _display(self, text: str) -> str:
         return text if self.storage_driver == DEFAULT_DRIVER else f"{text} ({self.storage_driver})"
+
+    @property  # type: ignore[override]
+    def one_shot(self) -> str:
+        return ("the command as pid 1, writable layer on a tmpfs in the container's mount namespace, waited "
+                "for and removed in-process" if not self.userns and self.storage_driver == DEFAULT_DRIVER else
+                "the command as pid 1, volatile writable layer, waited for and removed in-process")
+
+    def run_once(self, argv: Sequence[str], spec: InstanceSpec | None = None, timeout: float = 120.0) -> RunOnce:
+        """The command itself as pid 1 (no init, like crun), stdio on the container's /dev/null, the same
+        lockdown as every container; the writable layer is thrown away with it (ephemeral where it can be,
+        else volatile)."""
+        spec = spec or InstanceSpec()
+        if self.userns and not spec.userns:
+            spec = dataclasses.replace(spec, userns=True)
+        if spec.storage_driver != self.storage_driver:
+            spec = dataclasses.replace(spec, storage_driver=self.storage_driver)
+        begin = time.perf_counter()
+        layers = self.layer_store().resolve(self.image_name) + self.extra_layers
+        ephemeral = not (spec.userns or spec.volume or spec.disk_quota is not None
+                         or spec.storage_driver != DEFAULT_DRIVER)
+        container = Container(spec, layers, list(argv), init=False, quiet=True, volatile=True,
+                              ephemeral=ephemeral, image_name=self.image_name)
+        try:
+            container.start()
+            code = container.wait(timeout=timeout)
+        finally:
+            container.destroy()
+        return RunOnce(time.perf_counter() - begin, code, self.one_shot, dict(container.start_phases.phases))
 
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name=self._display("isolab container"),

@@ -93,6 +93,24 @@ def prepare_root(mount_fs: Callable[[Path], None], root: Path, volume: Path | No
     finish_root(str(root))
 
 
+#: tmpfs options of an ephemeral writable layer (Container(ephemeral=True)); tmpfs's own default size.
+EPHEMERAL_OPTIONS = "mode=0700,size=50%"
+
+
+def prepare_ephemeral_root(lowers: Sequence[Path], mountpoint: Path) -> None:
+    """In a fresh mount namespace: a tmpfs at `mountpoint` (a host directory this namespace alone then sees
+    differently) holding the writable layer, the overlay in it, and pivot into it. Nothing lands on the
+    host's disk; the tmpfs goes with the namespace. The overlay is `volatile` (nothing to sync)."""
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.mount("tmpfs", mountpoint, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, EPHEMERAL_OPTIONS)
+    upper, work, root = mountpoint / "upper", mountpoint / "work", mountpoint / "root"
+    for directory in (upper, work, root):
+        directory.mkdir()
+    os.chmod(upper, 0o755)  # the root directory of the container as it sees it (overlay copies it up)
+    mount_overlay(lowers, upper, work, root, volatile=True)
+    finish_root(str(root))
+
+
 def mount_layers(lowers: Sequence[Path], upper: Path, work: Path, root: Path, volatile: bool = False,
                  volume: Path | None = None) -> None:
     """The overlay at `root`, and the data volume in it (the part host root does with a user namespace)."""

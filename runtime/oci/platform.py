@@ -35,7 +35,15 @@ from runtime.linux import syscalls as sc
 from runtime.linux import transfer
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, scratch_dir
 from runtime.oci import bundle, hybrid
-from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Instance, Platform, PlatformInfo, StartPhases
+from runtime.platform import (
+    KIND_CONTAINER,
+    ROLE_REFERENCE,
+    Instance,
+    Platform,
+    PlatformInfo,
+    RunOnce,
+    StartPhases,
+)
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
 INIT_ARGV = ("sleep", "infinity")
@@ -96,11 +104,13 @@ class OciInstance(Instance):
         self.ignored: dict[str, object] = {}
         self.network = ContainerNetwork(instance_id, spec)
         self.pid: int | None = None
+        self.run_log: Path | None = None
         self.paused = False
         self._destroyed = False
 
     # ---- start ----------------------------------------------------------------------------------
-    def start(self, lower: Path) -> None:
+    def _bundle(self, lower: Path, argv: Sequence[str], volatile: bool = False) -> None:
+        """The root (overlay on `lower`), the network's address and config.json with argv as the process."""
         upper, work = self.layer_dir / "upper", self.layer_dir / "work"
         SCRATCH_ROOT.mkdir(parents=True, exist_ok=True)
         self.layer_dir.mkdir(mode=0o700)
@@ -109,14 +119,17 @@ class OciInstance(Instance):
         if self.volume is not None:
             self.volume.mkdir()
         self.root.mkdir()
-        mount_overlay([lower], upper, work, self.root)
-        cfg, self.ignored = self.bundle_config()
+        mount_overlay([lower], upper, work, self.root, volatile)
+        cfg, self.ignored = self.bundle_config(argv)
         if self.network.mode == "bridge":
             self.ignored.pop("bandwidth", None)  # tc on both ends of the veth, as for our containers
         self.network.prepare()  # the bridge(s) and an address (bridge, nat)
         self.bundle_dir.mkdir()
         (self.bundle_dir / "config.json").write_text(json.dumps(cfg, indent=1))
         self.start_phases.lap("rootfs")
+
+    def start(self, lower: Path) -> None:
+        self._bundle(lower, INIT_ARGV)
         # The container's stdio: a file, never a pipe we would wait on (pid 1 keeps it open).
         log = self.state_dir / "init.log"
         with open(log, "wb") as out:
@@ -137,12 +150,29 @@ class OciInstance(Instance):
         self.rt.call(self.rt_root, "start", self.container_id)
         self.start_phases.lap("start")
 
-    def bundle_config(self) -> tuple[dict[str, object], dict[str, object]]:
-        """(config.json, limits of the spec it cannot express) for this instance's bundle."""
+    def bundle_config(self, argv: Sequence[str] = INIT_ARGV) -> tuple[dict[str, object], dict[str, object]]:
+        """(config.json, limits of the spec it cannot express) for this instance's bundle, argv as its process."""
         wants_io = any(k.startswith("io_") for k in self.spec.limits())
         return bundle.config(
-            self.spec, self.root, INIT_ARGV, f"/{CGROUP_PARENT}/{self.instance_id}", writable=True,
+            self.spec, self.root, argv, f"/{CGROUP_PARENT}/{self.instance_id}", writable=True,
             volume=self.volume, io_device=block_device_of(SCRATCH_ROOT) if wants_io else None)
+
+    def run_to_exit(self, lower: Path, argv: Sequence[str], timeout: float) -> int:
+        """One-shot: `<runtime> run` with argv as pid 1 on a volatile overlay, in the foreground; returns its
+        exit status (the command's, or the runtime's own when it failed: `run_log` then says why). The
+        runtime removes the container when the command exits; destroy() removes the rest."""
+        self._bundle(lower, argv, volatile=True)
+        self.run_log = self.state_dir / "run.log"
+        with open(self.run_log, "wb") as out:
+            try:
+                proc = subprocess.run(self.rt.argv(self.rt_root, "run", "--bundle", str(self.bundle_dir),
+                                                   self.container_id),
+                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                raise ExecTimeout(f"{self.rt.name} run {self.instance_id}: {argv[0] if argv else '?'} did not "
+                                  f"finish in {timeout:g} s") from exc
+        self.start_phases.lap("run")
+        return proc.returncode
 
     # ---- use ------------------------------------------------------------------------------------
     def exec_argv(self, argv: Sequence[str], env: dict[str, str], pid_file: Path) -> list[str]:
@@ -249,7 +279,7 @@ class OciInstance(Instance):
         root, remove the layer and the state dir (with the bundle and the runtime's state)."""
         if self._destroyed:
             return
-        if self.rt_root.is_dir():
+        if (self.rt_root / self.container_id).exists():  # (a finished `run` has removed its container)
             if self.paused:  # frozen tasks cannot die
                 self.rt.call(self.rt_root, "resume", self.container_id, check=False)
             self.rt.call(self.rt_root, "kill", self.container_id, "KILL", check=False)
@@ -338,6 +368,32 @@ class OciPlatform(Platform):
             instance.destroy()
             raise
         return instance
+
+    @property  # type: ignore[override]
+    def one_shot(self) -> str:
+        return f"`{self.name} run` in the foreground, the command as pid 1, volatile overlay, then removed"
+
+    def run_once(self, argv: Sequence[str], spec: InstanceSpec | None = None, timeout: float = 120.0) -> RunOnce:
+        """`<runtime> run` of a bundle whose process is argv; network modes that need wiring between create
+        and start (bridge, nat) take the default path (create, exec, destroy)."""
+        spec = spec or InstanceSpec()
+        if ContainerNetwork(self.name, spec).needs_wiring:
+            return super().run_once(argv, spec, timeout)
+        self.check_spec(spec)
+        if self.image is None:
+            raise InstanceError(f"{self.name}: no image given")
+        begin = time.perf_counter()
+        instance_id, state_dir = state.create(self.name)
+        instance = self.instance_class(self.runtime_for(spec), instance_id, state_dir, spec)
+        detail = ""
+        try:
+            code = instance.run_to_exit(self.image.rootfs, argv, timeout)
+            if code != 0 and instance.run_log is not None:
+                detail = instance.run_log.read_text(errors="replace").strip()[-800:]
+        finally:
+            instance.destroy()
+        return RunOnce(time.perf_counter() - begin, code, self.one_shot, dict(instance.start_phases.phases),
+                       detail=detail)
 
     def cleanup_leftovers(self) -> list[str]:
         """`isolab/<name>-<token>` cgroups of dead instances in hierarchies runtime.sweep does not visit
