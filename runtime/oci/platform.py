@@ -371,7 +371,8 @@ class OciPlatform(Platform):
 
     @property  # type: ignore[override]
     def one_shot(self) -> str:
-        return f"`{self.name} run` in the foreground, the command as pid 1, volatile overlay, then removed"
+        binary = Path(self.binary).name if self.binary else self.name
+        return f"`{binary} run` in the foreground, the command as pid 1, volatile overlay, then removed"
 
     def run_once(self, argv: Sequence[str], spec: InstanceSpec | None = None, timeout: float = 120.0) -> RunOnce:
         """`<runtime> run` of a bundle whose process is argv; network modes that need wiring between create
