@@ -237,7 +237,7 @@ def _versus_kind(claim: Claim, info: PlatformInfo, other: PlatformInfo, frame: p
     return stats.ratio(values(info.name), values(other.name))
 
 
-def _versus_variant(claim: Claim, info: PlatformInfo, frame: pd.DataFrame, host: str, variant: str) -> stats.Ratio:
+def versus_variant(claim: Claim, info: PlatformInfo, frame: pd.DataFrame, host: str, variant: str) -> stats.Ratio:
     """The platform at `variant` ÷ the same platform at the claim's reference variant (e.g. alone)."""
     rows = frame[(frame.platform == info.name) & (frame.scenario == claim.scenario) & (frame.metric == claim.metric)
                  & (frame.host == host)]
@@ -298,7 +298,7 @@ def _judged(claim: Claim, info: PlatformInfo, row: pd.Series, base: str | None, 
                              str(row.get("ratio_note") or ""))
         against = base or "the baseline"
     elif claim.versus == "variant":
-        change = _versus_variant(claim, info, frame, str(row.get("host", "")), str(row["variant"]))
+        change = versus_variant(claim, info, frame, str(row.get("host", "")), str(row["variant"]))
         against = ",".join(f"{k}={v}" for k, v in claim.reference.items())
     else:
         others = [i for i in infos.values() if i.kind == claim.versus and not i.baseline]

@@ -308,7 +308,8 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
             "summary"), tables_dir / "summary.tex"))
 
     claims = claims_frame(plain_summary, infos, magnitudes, data.hosts) if magnitudes else pd.DataFrame()
-    reproduction_html, reproduced = reproduction.section(config.get("profile"), plain_summary, infos)
+    reproduction_html, reproduced = reproduction.section(config.get("profile"), plain_summary, infos,
+                                                             magnitudes, data.hosts)
     if not reproduced.empty:
         csv_files.append(export.write_csv(reproduced, tables_dir / "reproduction.csv"))
     versus = pairwise_mann_whitney(magnitudes, platforms.contrasting_pairs(infos), data.hosts) \

@@ -4,7 +4,9 @@ For a run of a study profile (bench.studies, e.g. `--profile felter2015`) each r
 claim of the registry (reporting/claims.yaml: the published figures, their source, the ratio the paper
 reported and the test of it), measured where the profile says (scenario, metric, variant). Per row and
 per platform of the claim's kind that ran: the paper's figures and ratio; this host's baseline and
-platform medians with their intervals at their real level and n; the measured ratio with its interval;
+platform medians with their intervals at their real level and n (for a claim against a reference variant,
+e.g. a noisy neighbour's victim alone, that variant's median stands where the baseline's would); the
+measured ratio with its interval;
 a verdict:
   reproduced        the ratio's interval passes the claim's test (reporting.claims.judge: inside the band,
                     or wholly on the claimed side of 1)
@@ -28,9 +30,10 @@ from collections.abc import Mapping
 import pandas as pd
 
 from bench import stats, studies
+from bench.results import SampleRecord
 from reporting import platforms as platform_infos
-from reporting.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, judge, load_claims
-from reporting.summary import baseline_variant_candidates
+from reporting.claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Claim, judge, load_claims, versus_variant
+from reporting.summary import baseline_variant_candidates, samples_frame
 from runtime.platform import PlatformInfo
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
@@ -63,17 +66,24 @@ def _figure(row: pd.Series | None) -> str:
             f"{stats.format_level(float(row['ci_level']))}], n = {int(row['n'])}")
 
 
-def _ratio(row: pd.Series) -> tuple[str, stats.Ratio]:
-    change = stats.Ratio(float(row["ratio_to_baseline"]),
-                         stats.Interval(float(row["ratio_ci_low"]), float(row["ratio_ci_high"]),
-                                        float(row["ratio_ci_level"]), str(row["ratio_ci_method"])),
-                         str(row.get("ratio_note") or ""))
+def _ratio(row: pd.Series) -> stats.Ratio:
+    return stats.Ratio(float(row["ratio_to_baseline"]),
+                       stats.Interval(float(row["ratio_ci_low"]), float(row["ratio_ci_high"]),
+                                      float(row["ratio_ci_level"]), str(row["ratio_ci_method"])),
+                       str(row.get("ratio_note") or ""))
+
+
+def _ratio_text(change: stats.Ratio) -> str:
     if math.isnan(change.point):
-        return "–", change
+        return "–"
     iv = change.interval
-    text = (f"{change.point:.3f} [{iv.low:.3f}–{iv.high:.3f}, {stats.format_level(iv.level)}]" if iv.defined
+    return (f"{change.point:.3f} [{iv.low:.3f}–{iv.high:.3f}, {stats.format_level(iv.level)}]" if iv.defined
             else f"{change.point:.3f} [no interval]")
-    return text, change
+
+
+def _pairs(variant: str, wanted: Mapping[str, object]) -> bool:
+    pairs = dict(part.split("=", 1) for part in variant.split(",") if "=" in part)
+    return all(pairs.get(str(k)) == str(v) for k, v in wanted.items())
 
 
 def _differs(study: studies.Study, row: studies.Row, scenario: str) -> str:
@@ -104,9 +114,12 @@ def _why_untestable(claim: Claim, info: PlatformInfo) -> str:
 
 
 def rows_frame(study: studies.Study, summary: pd.DataFrame, infos: dict[str, PlatformInfo],
-               registry: list[Claim] | None = None) -> pd.DataFrame:
-    """One record per study row and platform of the row's kind that ran (COLUMNS)."""
+               registry: list[Claim] | None = None, samples: list[SampleRecord] | None = None,
+               hosts: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One record per study row and platform of the row's kind that ran (COLUMNS). `samples` (and `hosts`,
+    run_id -> host) are needed for rows whose claim compares a platform with itself at a reference variant."""
     claims = {c.id: c for c in (load_claims() if registry is None else registry)}
+    frame = samples_frame(samples or [], hosts)
     base = platform_infos.baseline(infos)
     records: list[dict[str, object]] = []
     for row in study.rows:
@@ -128,9 +141,9 @@ def rows_frame(study: studies.Study, summary: pd.DataFrame, infos: dict[str, Pla
                             "why": f"no {claim.kind} platform in this run"})
             continue
         for info in candidates:
-            records.append({**common, **_measured(claim, info, base, summary)})
-    frame = pd.DataFrame(records)
-    return frame.reindex(columns=COLUMNS).fillna("–") if not frame.empty else frame
+            records.append({**common, **_measured(claim, info, base, summary, frame)})
+    table = pd.DataFrame(records)
+    return table.reindex(columns=COLUMNS).fillna("–") if not table.empty else table
 
 
 def _rows_of(summary: pd.DataFrame, platform: str | None, claim: Claim) -> pd.DataFrame:
@@ -141,8 +154,9 @@ def _rows_of(summary: pd.DataFrame, platform: str | None, claim: Claim) -> pd.Da
     return rows[rows.variant.map(claim.matches)].sort_values("variant")
 
 
-def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.DataFrame) -> dict[str, object]:
-    if claim.versus != "baseline":
+def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.DataFrame,
+              frame: pd.DataFrame) -> dict[str, object]:
+    if claim.versus not in ("baseline", "variant"):
         return {"platform": info.label, "verdict": NOT_TESTABLE,
                 "why": f"claim {claim.id} is a ratio against {claim.versus}; rows compare with the baseline"}
     why = _why_untestable(claim, info)
@@ -153,7 +167,15 @@ def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.Da
                 "why": why or f"{claim.scenario} {claim.metric} [{wanted}] was not measured on {info.label}"}
     row = rows.iloc[0]
     baseline = None
-    if base is not None and not summary.empty:
+    if claim.versus == "variant":  # the same platform at the reference variant (e.g. the victim alone)
+        wanted = {**claim.variant, **claim.reference}
+        mine = summary[(summary.platform == info.name) & (summary.scenario == claim.scenario)
+                       & (summary.metric == claim.metric)]
+        found = mine[mine.variant.map(lambda v: _pairs(v, wanted))]
+        baseline = found.iloc[0] if not found.empty else None
+        change = versus_variant(claim, info, frame, str(row.get("host", "")), str(row["variant"]))
+        text = _ratio_text(change)
+    elif base is not None and not summary.empty:
         theirs = summary[(summary.platform == base) & (summary.scenario == claim.scenario)
                          & (summary.metric == claim.metric)]
         for candidate in baseline_variant_candidates(str(row["variant"])):
@@ -161,7 +183,9 @@ def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.Da
             if not found.empty:
                 baseline = found.iloc[0]
                 break
-    text, change = _ratio(row)
+    if claim.versus != "variant":
+        change = _ratio(row)
+        text = _ratio_text(change)
     if why:
         verdict = f"{NOT_TESTABLE} ({why.split(':')[0]})"
     elif math.isnan(change.point):
@@ -182,12 +206,14 @@ def _scaled_table(study: studies.Study) -> str:
             f"<th>here</th><th>why</th></tr></thead><tbody>{body}</tbody></table>")
 
 
-def section(profile: object, summary: pd.DataFrame, infos: dict[str, PlatformInfo]) -> tuple[str, pd.DataFrame]:
+def section(profile: object, summary: pd.DataFrame, infos: dict[str, PlatformInfo],
+            samples: list[SampleRecord] | None = None,
+            hosts: Mapping[str, str] | None = None) -> tuple[str, pd.DataFrame]:
     """The section as an HTML fragment and its table ('' and an empty frame unless `profile` is a study)."""
     if not isinstance(profile, str) or not studies.is_study(profile):
         return "", pd.DataFrame()
     study = studies.load_study(profile)
-    frame = rows_frame(study, summary, infos)
+    frame = rows_frame(study, summary, infos, samples=samples, hosts=hosts)
     meta = study.meta
     source = f"{meta['url']}" + (f" at commit {meta['source_commit']}" if meta.get("source_commit") else "")
     parts = [f"<h2>Reproduction: {html.escape(study.name)}</h2>",
