@@ -60,3 +60,22 @@ def test_verdicts_per_row_and_platform_kind():
     assert got[("F4-container", "ctr")]["baseline here"].startswith("10 MB/s [9.8–10.2, 75 %], n = 3")
     assert got[("F4-vm-untuned", "guest: TCG")]["verdict"] == "not testable here (emulated)"
     assert got[("F4-vm-tuned", "(vm)")]["why"] == "no tuned VM here"
+
+
+def test_a_row_against_the_victim_alone_uses_the_samples():
+    from bench.results import SampleRecord
+    from reporting.summary import summary_frame
+
+    records = []
+    for stressor, values in (("none", (100.0, 101.0, 99.0)), ("cpu", (98.0, 99.5, 97.0))):
+        for rep, value in enumerate(values, start=1):
+            records.append(SampleRecord("r", "ctr", "isolation_noisy", "victim_cpu_events_per_s", value, "events/s",
+                                        rep, {"setting": "limited", "stressor": stressor},
+                                        f"setting=limited,stressor={stressor}"))
+    infos = {"ctr": _info("ctr", "container")}
+    summary = summary_frame(records, None, {})
+    study = studies.Study("s", {}, {}, (), (studies.Row("IBS-cpu-container", "cpu neighbour"),), Path("s"))
+    record = reproduction.rows_frame(study, summary, infos, load_claims(), records, {}).to_dict("records")[0]
+    assert record["baseline here"].startswith("100 events/s")  # the victim alone
+    assert record["ratio here"].startswith("0.980 [")
+    assert record["verdict"].startswith("reproduced")  # within 1.0 ± 10 %
