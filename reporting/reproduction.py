@@ -100,7 +100,7 @@ def _claim_for(row: studies.Row, registry: Mapping[str, Claim]) -> Claim | None:
         return None
     changes: dict[str, object] = {k: v for k, v in (("scenario", row.scenario), ("metric", row.metric),
                                                       ("variant", row.variant)) if v is not None}
-    if row.note:
+    if row.note or row.scenario or row.metric:  # the claim's own note describes its own measurement
         changes["note"] = row.note
     return dataclasses.replace(claim, **changes)  # type: ignore[arg-type]
 
@@ -151,7 +151,9 @@ def _rows_of(summary: pd.DataFrame, platform: str | None, claim: Claim) -> pd.Da
         return summary.iloc[0:0]
     rows = summary[(summary.platform == platform) & (summary.scenario == claim.scenario)
                    & (summary.metric == claim.metric)]
-    return rows[rows.variant.map(claim.matches)].sort_values("variant")
+    if rows.empty:  # (a map over no rows is not a boolean mask)
+        return rows
+    return rows[rows.variant.map(claim.matches).astype(bool)].sort_values("variant")
 
 
 def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.DataFrame,
@@ -171,7 +173,7 @@ def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.Da
         wanted = {**claim.variant, **claim.reference}
         mine = summary[(summary.platform == info.name) & (summary.scenario == claim.scenario)
                        & (summary.metric == claim.metric)]
-        found = mine[mine.variant.map(lambda v: _pairs(v, wanted))]
+        found = mine[mine.variant.map(lambda v: _pairs(v, wanted)).astype(bool)] if not mine.empty else mine
         baseline = found.iloc[0] if not found.empty else None
         change = versus_variant(claim, info, frame, str(row.get("host", "")), str(row["variant"]))
         text = _ratio_text(change)
