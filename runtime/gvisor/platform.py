@@ -4,8 +4,9 @@ Everything runtime/oci does for crun and runc holds here (state dir, overlay roo
 InstanceSpec, cgroup `isolab/<id>`, `sleep infinity` as pid 1, kill + delete + sweep on destroy); what
 differs is gVisor's:
 - runsc's global flags: its --root under the instance's state dir, the gVisor platform found by
-  runtime.gvisor.probe (or forced), --network=none (the sentry's netstack with loopback only) or host
-  (the sentry's host network passthrough), --overlay2=none (writes go through the gofer to our overlay),
+  runtime.gvisor.probe (or forced), --network=none (the sentry's netstack with loopback only), host
+  (the sentry's host network passthrough) or sandbox (bridge and nat: the sentry's netstack on a veth
+  wired before `runsc create`, see SandboxNetwork), --overlay2=none (writes go through the gofer to our overlay),
   no debug logs. runsc puts the whole sandbox (sentry, gofer, ptrace stubs) in the spec's cgroup and
   writes the limits there; the sentry also sizes its own memory from the limit (`--total-memory`).
 - gVisor mounts its own memory-backed tmpfs on /tmp when the image's /tmp is empty (as under Docker), so
@@ -21,6 +22,7 @@ differs is gVisor's:
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -28,11 +30,15 @@ from pathlib import Path
 
 from runtime import state
 from runtime.container.cgroups import cgroup_version, make_cgroup
+from runtime.container.netsetup import ContainerNetwork
 from runtime.errors import InstanceError, PlatformUnavailable, SpecError
 from runtime.gvisor import probe
 from runtime.linux.process import kill_matching, processes
 from runtime.linux.transfer import TransferError
 from runtime.naming import CGROUP_PARENT, STATE_ROOT
+from runtime.network.links import add_veth_to_bridge, configure_inside, set_rate_limit
+from runtime.network.nat import publish
+from runtime.network.netns import netlink_socket_in
 from runtime.oci.platform import RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
 from runtime.platform import KIND_SANDBOXED_CONTAINER, ROLE_REFERENCE, PlatformInfo
 from runtime.spec import InstanceSpec
@@ -63,6 +69,71 @@ NOTES = {
 }
 
 
+#: runsc 2022-12-19 refuses its netstack in what it takes for the host's netns: one where
+#: /proc/sys/net/core/rmem_default exists, which Linux >= 6.x shows in every netns (google/gvisor#10704,
+#: fixed after this build). `runsc start`, which makes that check, therefore runs in a private mount
+#: namespace with /proc/sys/net hidden under an empty tmpfs (a mount on a directory below it does not
+#: cover another netns's view).
+NETSTACK_PREFIX = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                   'mount -t tmpfs -o ro,size=4k isolab /proc/sys/net && exec "$@"', "isolab-runsc"]
+NETSTACK_WORKAROUND = ("bridge/nat: `runsc start` runs in a private mount namespace with /proc/sys/net under an "
+                       "empty tmpfs: this runsc takes any netns that shows net.core.rmem_default for the host's "
+                       "and refuses its netstack there, and Linux >= 6.x shows it in every netns "
+                       "(google/gvisor#10704)")
+
+
+class NetstackRuntime(OciRuntime):
+    """runsc for a sandbox on the netstack (bridge, nat): `start` through NETSTACK_PREFIX."""
+
+    def argv(self, root: Path, *args: str) -> list[str]:
+        argv = super().argv(root, *args)
+        return [*NETSTACK_PREFIX, *argv] if args[:1] == ("start",) else argv
+
+
+class SandboxNetwork(ContainerNetwork):
+    """bridge and nat for a sandbox: runsc's netstack takes over the interfaces, addresses and routes it
+    finds in the sandbox's netns when `runsc create` starts it, so that netns is made and wired first:
+    a namespace file under the state dir (`unshare --net=FILE`, detached with the state dir), a veth on
+    the suite's bridge with `eth0` inside, tc on both ends, DNAT for nat; the bundle names the file."""
+
+    def __init__(self, instance_id: str, spec: InstanceSpec, netns_file: Path) -> None:
+        super().__init__(instance_id, spec)
+        self.netns_file = netns_file
+
+    @property
+    def needs_wiring(self) -> bool:
+        return False  # wired in prepare(), before the sandbox exists
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.mode != "bridge":
+            return
+        from pyroute2 import IPRoute
+
+        assert self.bridge is not None and self.address is not None
+        self.netns_file.touch(mode=0o600)
+        made = subprocess.run(["unshare", f"--net={self.netns_file}", "true"], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise InstanceError(f"gvisor {self.instance_id}: unshare --net={self.netns_file}: "
+                                f"{made.stderr.strip()}")
+        fd = os.open(self.netns_file, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with IPRoute() as ipr:
+                add_veth_to_bridge(ipr, self.host_link, "eth0", self.bridge.name, peer_netns_fd=fd)
+                if self.spec.bandwidth:
+                    set_rate_limit(ipr, self.host_link, self.spec.bandwidth)  # traffic into the sandbox
+        finally:
+            os.close(fd)
+        with IPRoute(use_socket=netlink_socket_in(str(self.netns_file))) as inside:
+            configure_inside(inside, "eth0", "eth0", self.address, self.bridge.prefixlen, self.bridge.gateway)
+            if self.spec.bandwidth:
+                set_rate_limit(inside, "eth0", self.spec.bandwidth)  # traffic out of the sandbox
+        if self.requested == "nat":
+            assert self.suite_bridge is not None and self.suite_hold is not None
+            publish(self.instance_id, self.address, self.suite_hold, self.suite_bridge.name, self.bridge_name)
+            self.published = True
+
+
 class GvisorInstance(OciInstance):
     """A running gVisor sandbox (see the module docstring)."""
 
@@ -71,6 +142,9 @@ class GvisorInstance(OciInstance):
     def __init__(self, runtime: OciRuntime, instance_id: str, state_dir: Path, spec: InstanceSpec,
                  runsc_platform: str = "ptrace") -> None:
         super().__init__(runtime, instance_id, state_dir, spec)
+        self.network = SandboxNetwork(instance_id, spec, state_dir / "netns")
+        if self.network.mode == "bridge":
+            self.rt = NetstackRuntime(runtime.name, runtime.binary, runtime.flags)
         self.platform = "gvisor"
         self.runsc_platform = runsc_platform
 
@@ -88,6 +162,16 @@ class GvisorInstance(OciInstance):
                 raise InstanceError(f"{str(exc).rstrip(': ')}: the sandbox hit its memory limit of "
                                     f"{self.spec.memory >> 20} MiB (sentry, gofer and application share it)") from exc
             raise
+
+    def bundle_config(self) -> tuple[dict[str, object], dict[str, object]]:
+        """runtime/oci's bundle; bridge and nat: the network namespace is the one wired beforehand."""
+        cfg, ignored = super().bundle_config()
+        if self.network.mode == "bridge":
+            linux = cfg["linux"]
+            assert isinstance(linux, dict)
+            linux["namespaces"] = [{"type": "network", "path": str(self.network.netns_file)} if n["type"] == "network"
+                                   else n for n in linux["namespaces"]]
+        return cfg, ignored
 
     # ---- use ------------------------------------------------------------------------------------
     def exec_argv(self, argv: Sequence[str], env: dict[str, str], pid_file: Path) -> list[str]:
@@ -166,7 +250,6 @@ class GvisorPlatform(OciPlatform):
     name = "gvisor"
     colour = "#da8bc3"
     instance_class = GvisorInstance
-    network_modes = ("none", "host")  # type: ignore[assignment]
 
     options = ("accel",)
 
@@ -204,7 +287,7 @@ class GvisorPlatform(OciPlatform):
     def runtime_for(self, spec: InstanceSpec) -> OciRuntime:
         if self.binary is None:
             raise PlatformUnavailable(self._missing())
-        network = "host" if spec.network == "host" else "none"
+        network = {"host": "host", "bridge": "sandbox", "nat": "sandbox"}.get(spec.network, "none")
         return OciRuntime("runsc", self.binary, [f"--platform={self.runsc_platform()}", f"--network={network}",
                                                  "--overlay2=none"])
 
@@ -243,15 +326,17 @@ class GvisorPlatform(OciPlatform):
             "runtime": self.version(), "binary": self.binary, "mechanism": self.mechanism(),
             "runsc_platform": self.choice.platform, "runsc_platform_requested": self.requested,
             "runsc_platforms_tried": dict(self.choice.tried),
-            "runsc_flags": f"--platform={self.choice.platform} --network=none|host --overlay2=none; "
+            "runsc_flags": f"--platform={self.choice.platform} --network=none|host|sandbox --overlay2=none; "
                            "--file-access=exclusive (default); no debug logs",
             "cgroup_version": cgroup_version(), "cgroup_driver": "cgroupfs (runsc)",
             "rootfs": "overlay: the shared rootfs (read-only lower) + a writable upper under the scratch root, "
                       "served to the sentry by runsc's gofer",
             "init": "sleep infinity", "network_modes": list(self.network_modes),
             "network": "none: the sentry's netstack with loopback only; host: the sentry passes sockets to "
-                       "the host's network stack (runsc --network=host)",
-            "scratch_dir": SCRATCH, **NOTES}
+                       "the host's network stack (runsc --network=host); bridge/nat: the sentry's netstack "
+                       "(runsc --network=sandbox) on a veth of the suite's bridge, wired in a netns made "
+                       "before `runsc create`",
+            "scratch_dir": SCRATCH, "netstack_workaround": NETSTACK_WORKAROUND, **NOTES}
 
     def cleanup_leftovers(self) -> list[str]:
         """Beyond the generic sweep (state dirs, isolab/ cgroups and what runs in them) and the OCI stray
