@@ -39,7 +39,7 @@ from runtime.naming import CGROUP_PARENT, STATE_ROOT
 from runtime.network.links import add_veth_to_bridge, configure_inside, set_rate_limit
 from runtime.network.nat import publish
 from runtime.network.netns import netlink_socket_in
-from runtime.oci.platform import RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
+from runtime.oci.platform import INIT_ARGV, RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
 from runtime.platform import KIND_SANDBOXED_CONTAINER, ROLE_REFERENCE, PlatformInfo
 from runtime.spec import InstanceSpec
 
@@ -163,9 +163,9 @@ class GvisorInstance(OciInstance):
                                     f"{self.spec.memory >> 20} MiB (sentry, gofer and application share it)") from exc
             raise
 
-    def bundle_config(self) -> tuple[dict[str, object], dict[str, object]]:
+    def bundle_config(self, argv: Sequence[str] = INIT_ARGV) -> tuple[dict[str, object], dict[str, object]]:
         """runtime/oci's bundle; bridge and nat: the network namespace is the one wired beforehand."""
-        cfg, ignored = super().bundle_config()
+        cfg, ignored = super().bundle_config(argv)
         if self.network.mode == "bridge":
             linux = cfg["linux"]
             assert isinstance(linux, dict)
