@@ -7,6 +7,14 @@ With `InstanceSpec(volume=True)` a second per-instance host directory is bind-mo
 volume; on native both are plain host disk, which is the baseline for the container's and VM's volumes).
 Host side: /var/tmp/isolab/<id>/tmp and /var/tmp/isolab/<id>/volume. Mounts live under /run/isolab/<id>/
 and are detached on destroy.
+
+Commands run in a cgroup of the instance's own, `isolab/<id>`, with no limit written to it. Under contention
+the kernel shares CPU between cgroups (each has one group's weight) and, inside the root cgroup, between
+tasks: a baseline left in the root cgroup of a host without systemd (where every other process also sits)
+gets one share per thread while a container's or VM's threads share one group's, so a loaded host made the
+container look up to 3x slower than native for reasons of placement, not isolation (docs/benchmarks.md,
+"Where native runs"). On a systemd host every process is in some slice; here the baseline gets a sibling
+cgroup like every instance's. The sweep removes it like theirs.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime import state
+from runtime.container.cgroups import Cgroup, make_cgroup
 from runtime.errors import InstanceError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
@@ -46,6 +55,8 @@ class NativeInstance(Instance):
         self.volume = self.area / "volume" if spec.volume else None  # the instance's /mnt
         self.start_phases = StartPhases()
         self._destroyed = False
+        self.cgroup: Cgroup | None = None
+        self._procs_fds: list[int] = []  # open cgroup.procs files: the child joins with one write each
 
     def start(self) -> None:
         try:
@@ -66,7 +77,11 @@ class NativeInstance(Instance):
                 self.volume.mkdir()
                 self._bind_nodev(self.volume, self.root / VOLUME_DIR.lstrip("/"))
             self.start_phases.lap("mounts")
-        except OSError as exc:
+            self.cgroup = make_cgroup(self.instance_id)
+            self.cgroup.create()
+            self._procs_fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in self.cgroup.procs_files()]
+            self.start_phases.lap("cgroup")
+        except (OSError, InstanceError) as exc:
             self.destroy()
             raise InstanceError(f"native: cannot prepare {self.root}: {exc}") from exc
 
@@ -76,7 +91,10 @@ class NativeInstance(Instance):
         sc.mount(str(source), target, None, sc.MS_BIND)
         sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | sc.MS_NOSUID)
 
-    def _chroot(self) -> None:
+    def _enter(self) -> None:
+        """In the forked child, before exec: join the instance's cgroup (writing 0 moves the writer), chroot."""
+        for fd in self._procs_fds:
+            os.write(fd, b"0")
         os.chroot(self.root)
         os.chdir("/")
 
@@ -90,7 +108,7 @@ class NativeInstance(Instance):
             with forking():
                 return subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, env=environment,
-                                        preexec_fn=self._chroot, errors="replace")
+                                        preexec_fn=self._enter, errors="replace")
 
         return run_captured(start, argv, timeout, f"native {self.instance_id}")
 
@@ -131,6 +149,13 @@ class NativeInstance(Instance):
         if self._destroyed:
             return
         self._destroyed = True
+        for fd in self._procs_fds:
+            os.close(fd)
+        self._procs_fds = []
+        if self.cgroup is not None:
+            self.cgroup.kill_all()  # a command's leftover children (exec waits for the command only)
+            self.cgroup.remove()
+            self.cgroup.remove_parent_if_empty()
         sc.detach_all_under(self.state)
         shutil.rmtree(self.state, ignore_errors=True)
         shutil.rmtree(self.area, ignore_errors=True)
@@ -161,4 +186,6 @@ class NativePlatform(Platform):
                             mechanism="chroot", emulated=False, baseline=True)
 
     def environment(self) -> dict[str, object]:
-        return {"isolation": "chroot only: no namespaces, no cgroup limits"}
+        return {"isolation": "chroot only: no namespaces, no cgroup limits",
+                "placement": "each instance's commands in their own cgroup isolab/<id> without limits (one group's "
+                             "CPU weight, like every other platform's instance)"}

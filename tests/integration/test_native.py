@@ -103,7 +103,7 @@ def test_cleanup_kills_a_dead_runs_chrooted_workload(image):
     from runtime.sweep import sweep
 
     instance = NativePlatform(image).create(InstanceSpec())
-    proc = subprocess.Popen(["sleep", "300"], preexec_fn=instance._chroot)  # as a workload in flight
+    proc = subprocess.Popen(["sleep", "300"], preexec_fn=instance._enter)  # as a workload in flight
     try:
         time.sleep(0.2)
         instance._destroyed = True
@@ -116,3 +116,24 @@ def test_cleanup_kills_a_dead_runs_chrooted_workload(image):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_commands_run_in_the_instances_own_unlimited_cgroup(image):
+    """Like every instance of the other platforms, a native command sits in a cgroup of its own (one group's
+    CPU weight under contention, not one share per thread in the root cgroup); destroy removes it."""
+    from runtime.container.cgroups import make_cgroup
+
+    instance = NativePlatform(image).create(InstanceSpec())
+    try:
+        text = instance.exec(["cat", "/proc/self/cgroup"]).stdout
+        # v1: the line of the hierarchy holding the cpu controller; v2: the unified line
+        lines = [line for line in text.splitlines()
+                 if "cpu" in line.split(":")[1].split(",") or (line.startswith("0::") and "cpu" not in text)]
+        assert lines and all(line.endswith(f"/isolab/{instance.instance_id}") for line in lines), text
+        limits = make_cgroup(instance.instance_id).limits()
+        assert limits.memory_bytes is None and limits.cpus is None and limits.pids_max is None
+        paths = instance.cgroup.paths()
+        assert all(p.exists() for p in paths)
+    finally:
+        instance.destroy()
+    assert not any(p.exists() for p in paths)
