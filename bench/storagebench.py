@@ -12,7 +12,8 @@ baseline without copy-up); its disk usage is read fresh and after that write (th
 st_blocks of the writable dir, or btrfs' exclusive extents); then it makes a fixed change set (the
 storage test's, plus 16 MiB of new data) and `commit` is timed. Repetitions are the unit (n = --reps);
 each figure is the median with the order statistic interval of its n values and its real level.
-Unavailable drivers are listed with their reason.
+Unavailable drivers are listed with their reason. The btrfs pool is the benchmark's own
+(/var/lib/isolab/storage-bench-<pid>), so other processes using the shared pool cannot keep it warm.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def measure(drivers: list[str], reps: int, instances: int) -> tuple[dict[str, di
                 if not cold(name):
                     print(f"warning: {name}: another process holds the pool; the first root is not cold", flush=True)
                 times = make_roots(name, layers, instances)
-                figures = {"create_first_s": times[0], f"create_{instances}th_s": times[-1],
+                figures = {"create_first_ms": 1000 * times[0], "create_last_ms": 1000 * times[-1],
                            **one_instance(name, layers, store)}
                 for key, value in figures.items():
                     results[name].setdefault(key, []).append(value)
@@ -129,7 +130,7 @@ def measure(drivers: list[str], reps: int, instances: int) -> tuple[dict[str, di
     return results, unavailable
 
 
-COLUMNS = (("create_first_s", "create, first (s)"), ("create_10th_s", "create, 10th (s)"),
+COLUMNS = (("create_first_ms", "root made, first from the image (ms)"), ("create_last_ms", "root made, #N (ms)"),
            ("first_write_ms", "first write to a 31 MB image file (ms)"),
            ("second_write_ms", "second write, same file (ms)"),
            ("usage_fresh_mib", "disk usage, fresh (MiB)"),
@@ -146,7 +147,7 @@ def cell(values: list[float]) -> str:
 
 
 def table(results: dict[str, dict[str, list[float]]], unavailable: dict[str, str], instances: int) -> str:
-    columns = [(k.replace("10th", f"{instances}th"), t.replace("10th", f"{instances}th")) for k, t in COLUMNS]
+    columns = [(k, t.replace("#N", f"#{instances}")) for k, t in COLUMNS]
     lines = ["| driver | " + " | ".join(title for _, title in columns) + " |",
              "|---|" + "---|" * len(columns)]
     for name, figures in results.items():
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the raw values here")
     args = parser.parse_args(argv)
     drivers = [d.strip() for d in args.drivers.split(",") if d.strip()]
+    # a btrfs pool of its own, so that a cold start is cold while other processes use the shared pool
+    # (`cleanup` sweeps it if this process is killed)
+    os.environ.setdefault("ISOLAB_STORAGE_DIR", f"/var/lib/isolab/storage-bench-{os.getpid()}")
     for name in drivers:
         get_driver(name)
     results, unavailable = measure(drivers, args.reps, args.instances)

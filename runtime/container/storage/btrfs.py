@@ -12,7 +12,8 @@ kernel drops it at exit, kill -9 included). Setting the pool up and importing im
 `btrfs-setup.lock`. The pool is torn down (unmounted, loop device detached, file and lock files
 removed) by whoever gets `btrfs.lock` exclusively once no live or kept container has a snapshot in it:
 the last user at its exit, or `cleanup`. A pool on the host's own btrfs is never torn down (its images
-stay as a cache); only dead instances' snapshots and interrupted imports are removed.
+stay as a cache); only dead instances' snapshots and interrupted imports are removed. Private pools
+(a test's or a benchmark's $ISOLAB_STORAGE_DIR named `storage-*` beside the default) are swept alike.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ class Pool:
         self.lock = self.root / "btrfs.lock"
         self.setup_lock = self.root / "btrfs-setup.lock"
         self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the pool."""
+        return self._fd is not None
 
     @property
     def host_btrfs(self) -> bool:
@@ -309,6 +315,10 @@ class BtrfsDriver(StorageDriver):
         upper = Path(root.upper)
         if upper.exists():
             delete_subvolume(upper)
+            if not self.pool.held:  # e.g. `python -m runtime rm` of the last kept container: the pool goes too
+                from runtime.container.storage.sweep import instance_dead
+
+                self.pool.sweep(instance_dead)
 
     def disk_usage_bytes(self, root: InstanceRoot) -> int:
         """Bytes of data extents only this snapshot references (`btrfs filesystem du`'s Exclusive, after a
@@ -333,6 +343,11 @@ class BtrfsDriver(StorageDriver):
         return None
 
     def sweep(self, dead: Callable[[str], bool], everything: bool = False) -> list[str]:
-        if not self.pool.root.exists():
-            return []
-        return self.pool.sweep(dead)
+        """The pool, and private pools beside it (`storage-*`: a test's or a benchmark's own
+        $ISOLAB_STORAGE_DIR) that a killed process left."""
+        removed: list[str] = []
+        root = self.pool.root
+        for other in [root, *sorted(root.parent.glob(f"{root.name}-*"))]:
+            if other.is_dir():
+                removed += (self.pool if other == root else Pool(other)).sweep(dead)
+        return removed
