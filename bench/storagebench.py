@@ -25,6 +25,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,12 +33,13 @@ import time
 from pathlib import Path
 
 from bench import stats
+from runtime import state
 from runtime.container.container import Container
 from runtime.container.layers import LayerStore
 from runtime.container.storage import DRIVER_NAMES, get_driver
 from runtime.container.storage.btrfs import BtrfsDriver
 from runtime.image.build import ensure_image
-from runtime.naming import SCRATCH_ROOT, new_instance_id
+from runtime.naming import new_instance_id, scratch_dir, state_dir
 from runtime.spec import InstanceSpec
 
 SECTION = "## Storage drivers"
@@ -60,25 +62,27 @@ def cold(driver_name: str) -> bool:
 
 
 def make_roots(driver_name: str, layers: list[Path], count: int) -> list[float]:
-    """Seconds of prepare() for `count` roots made one after another (all removed afterwards)."""
+    """Seconds of prepare() for `count` roots made one after another (all removed afterwards). Each has a
+    state dir of this process (runtime.state), so a `cleanup` beside the benchmark spares them and one after
+    a kill removes them."""
     driver = get_driver(driver_name)
     made, times = [], []
-    base = SCRATCH_ROOT / f"storagebench-{os.getpid()}"
-    base.mkdir(parents=True, exist_ok=True)
     try:
         for _ in range(count):
             instance_id = new_instance_id("sb")
-            layer_dir = base / instance_id
-            layer_dir.mkdir(mode=0o700)
+            state.claim(state_dir(instance_id), "storage-bench")
+            made.append(instance_id)
+            layer_dir = scratch_dir(instance_id)
+            layer_dir.mkdir(mode=0o700, parents=True)
             root = driver.layout(instance_id, layers, layer_dir)
             started = time.perf_counter()
             driver.prepare(root)
             times.append(time.perf_counter() - started)
-            made.append(root)
     finally:
-        for root in made:
-            driver.remove(root)
-        shutil.rmtree(base, ignore_errors=True)
+        for instance_id in made:
+            driver.remove(driver.layout(instance_id, layers, scratch_dir(instance_id)))
+            shutil.rmtree(scratch_dir(instance_id), ignore_errors=True)
+            shutil.rmtree(state_dir(instance_id), ignore_errors=True)
     return times
 
 
@@ -172,6 +176,10 @@ def write_docs(path: Path, body: str) -> None:
     path.write_text(new)
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.storagebench", description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
@@ -186,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ISOLAB_STORAGE_DIR", f"/var/lib/isolab/storage-bench-{os.getpid()}")
     for name in drivers:
         get_driver(name)
+    signal.signal(signal.SIGTERM, _interrupted)  # clean up as on Ctrl-C
     results, unavailable = measure(drivers, args.reps, args.instances)
     text = table(results, unavailable, args.instances)
     print(text)

@@ -33,7 +33,7 @@ from runtime.container import hardening, namespaces, quota, rootfs, seccomp, use
 from runtime.container import init as pid1
 from runtime.container.cgroups import Cgroup, CgroupStats, make_cgroup
 from runtime.container.netsetup import ContainerNetwork, loopback_up_here
-from runtime.container.storage import DEFAULT_DRIVER, get_driver
+from runtime.container.storage import DEFAULT_DRIVER, InstanceRoot, get_driver
 from runtime.container.storage.base import block_device_of, dir_usage_bytes  # noqa: F401 (used from here)
 from runtime.errors import ExecTimeout, ImageError, InstanceError, IsolabError, SpecError
 from runtime.linux import idmap
@@ -539,6 +539,10 @@ class Container:
         container.status = data.get("status", "exited")
         container.returncode = data.get("returncode")
         container.network.address = data.get("net_address")
+        if isinstance(data.get("storage"), dict):  # where its root is, as the runtime that made it laid it out
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                container.fs = InstanceRoot.from_dict(data["storage"])
+                container.upper = Path(container.fs.upper)
         container._cgroup_made = True
         container._owned = False
         if container.status == "running" and not container._pid1_alive():
