@@ -117,3 +117,39 @@ def test_kill_during_btrfs_create_then_cleanup_leaves_nothing(image, tmp_path):
     assert _mounts_under(pool) == []
     assert _loops_of(pool) == []
     assert not pool.exists(), sorted(str(p) for p in pool.rglob("*"))
+
+
+def test_cleanup_beside_a_live_run_removes_only_the_dead_snapshot(image):
+    """Two runtimes share a btrfs pool; one is killed with SIGKILL while its container runs: `cleanup` removes
+    its snapshot and leaves the live one's (and the pool); the pool goes when the live one ends."""
+    _available("btrfs")
+    pool = Path(f"/var/lib/isolab/storage-test-{secrets.token_hex(4)}")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ISOLAB_STORAGE_DIR": str(pool)}
+    containers = pool / "btrfs" / "containers"
+
+    def start() -> tuple[subprocess.Popen[bytes], str]:
+        before = set(containers.iterdir()) if containers.is_dir() else set()
+        proc = subprocess.Popen([sys.executable, "-m", "runtime", "run", "--rm", "--storage-driver", "btrfs",
+                                 "--", "sleep", "120"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 180
+        while not (containers.is_dir() and set(containers.iterdir()) - before):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no snapshot appeared"
+            time.sleep(0.05)
+        return proc, (set(containers.iterdir()) - before).pop().name
+
+    live, live_id = start()
+    try:
+        dead, dead_id = start()
+        dead.send_signal(signal.SIGKILL)
+        dead.wait()
+        done = subprocess.run([sys.executable, "-m", "bench", "cleanup"], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert not (containers / dead_id).exists()
+        assert (containers / live_id).is_dir() and _mounts_under(pool)
+    finally:
+        live.send_signal(signal.SIGTERM)  # forwarded to the container; the runtime then removes it and exits
+        live.wait(timeout=120)
+    assert _mounts_under(pool) == [] and _loops_of(pool) == []
+    assert not pool.exists(), sorted(str(p) for p in pool.rglob("*"))
