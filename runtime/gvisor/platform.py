@@ -242,6 +242,17 @@ class GvisorInstance(OciInstance):
                                    "the sentry's (InstanceSpec.userns is not mapped)")
         return meta
 
+    def destroy(self) -> None:
+        """runtime/oci's destroy, with runsc's own kill + delete first: runsc keeps a container's state as
+        `<root>/<id>_sandbox:<id>.state`, not the `<root>/<id>/` runtime/oci looks for."""
+        if not self._destroyed and any(self.rt_root.glob(f"*:{self.container_id}.state")):
+            if self.paused:
+                self.rt.call(self.rt_root, "resume", self.container_id, check=False)
+                self.paused = False
+            self.rt.call(self.rt_root, "kill", self.container_id, "KILL", check=False)
+            self.rt.call(self.rt_root, "delete", "--force", self.container_id, check=False)
+        super().destroy()
+
     def quiesce(self) -> str | None:
         self.rt.call(self.rt_root, "pause", self.container_id)
         self.paused = True
