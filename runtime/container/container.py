@@ -59,7 +59,8 @@ class Container:
     `ephemeral` puts the writable layer on a tmpfs that only the container's mount namespace sees (nothing
     of it on the host's disk, gone with the container; its pages are charged to the container's memory
     cgroup): for throwaway one-shot containers (Platform.run_once). Not with a user namespace, a volume
-    or a disk quota.
+    or a disk quota. Such a container's state.json is only its owner record (what the sweep needs);
+    it is not written again with its spec and pid (the CLI does not list it, like a container being made).
     """
 
     def __init__(self, spec: InstanceSpec, layers: Sequence[Path], argv: Sequence[str] | None = None, *,
@@ -146,7 +147,8 @@ class Container:
             if self.mapping is not None:
                 userns.prepare_dirs(self.userns_dir, self.upper, self.volume, self.mapping)
             self.status = "created"
-            self.save_state()
+            if not self.ephemeral:  # a one-shot is recorded by its owner record alone (see ephemeral)
+                self.save_state()
             self.network.prepare()
             self.ignored.update(self.network.ignored_limits())
         except BaseException:
@@ -199,7 +201,8 @@ class Container:
                 parent_laps = self._join_and_wire(pipes)
             except (OSError, IsolabError) as exc:
                 self._raise_child_error(pipes["ready_r"], exc)
-            self.save_state()
+            if not self.ephemeral:  # a one-shot is recorded by its owner record alone (see ephemeral)
+                self.save_state()
             marks = self._await_ready(pipes["ready_r"])
             self._record_phases(forked, marks, parent_laps, time.perf_counter())
             self.start_marks = {"forked": forked, **marks}
