@@ -63,6 +63,7 @@ class RunOnce:
     ready_s: float | None = None  # start request -> first command answered (default path only)
     teardown_s: float | None = None  # destroy (default path only)
     detail: str = ""  # what the command or the runtime said, when it failed
+    instance_id: str = ""  # the throwaway instance's id (what it may have left on the host is named by it)
 
 
 DEFAULT_RUN_ONCE = "create+exec+destroy"
@@ -244,7 +245,7 @@ class Platform(ABC):
             instance.destroy()
         end = time.perf_counter()
         return RunOnce(end - begin, result.returncode, DEFAULT_RUN_ONCE, phases, ready - begin, end - destroy_begin,
-                       result.stderr_tail())
+                       result.stderr_tail(), instance.instance_id)
 
     @abstractmethod
     def create(self, spec: InstanceSpec) -> Instance:

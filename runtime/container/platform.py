@@ -206,7 +206,8 @@ class ContainerPlatform(Platform):
             code = container.wait(timeout=timeout)
         finally:
             container.destroy()
-        return RunOnce(time.perf_counter() - begin, code, self.one_shot, dict(container.start_phases.phases))
+        return RunOnce(time.perf_counter() - begin, code, self.one_shot, dict(container.start_phases.phases),
+                       instance_id=container.instance_id)
 
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER, display_name=self._display("isolab container"),

@@ -394,7 +394,7 @@ class OciPlatform(Platform):
         finally:
             instance.destroy()
         return RunOnce(time.perf_counter() - begin, code, self.one_shot, dict(instance.start_phases.phases),
-                       detail=detail)
+                       detail=detail, instance_id=instance_id)
 
     def cleanup_leftovers(self) -> list[str]:
         """`isolab/<name>-<token>` cgroups of dead instances in hierarchies runtime.sweep does not visit
