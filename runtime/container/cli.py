@@ -152,13 +152,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    from runtime.container import userns
     from runtime.container.container import Container
 
     container = Container.load(args.id)
-    mapping = container.mapping
     layer = _store().commit(container.write_layer, container.image_name, args.name, comment=args.message,
-                            fix_ids=None if mapping is None else lambda top: userns.unshift_tree(top, mapping))
+                            fix_ids=container.owners_to_image())
     print(layer.name)
     return 0
 

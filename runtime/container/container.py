@@ -23,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -93,9 +93,6 @@ class Container:
         self.fs = self.storage.layout(self.instance_id, self.layers, write_dir)
         self.upper = Path(self.fs.upper)  # the directory the container writes to (driver's writable layer)
         self.work = Path(self.fs.work) if self.fs.work else write_dir / "work"
-        if spec.userns and spec.storage_driver != DEFAULT_DRIVER:
-            raise SpecError(f"storage driver {spec.storage_driver}: no user namespace support "
-                            f"(only {DEFAULT_DRIVER} maps the image into a user namespace)")
         if spec.disk_quota is not None and spec.storage_driver != DEFAULT_DRIVER:
             raise SpecError(f"storage driver {spec.storage_driver}: no disk quota support yet "
                             f"(runtime.container.quota limits {DEFAULT_DRIVER}'s writable layer)")
@@ -145,7 +142,8 @@ class Container:
             if self.volume is not None:
                 self.volume.mkdir()
             if self.mapping is not None:
-                userns.prepare_dirs(self.userns_dir, self.upper, self.volume, self.mapping)
+                userns.prepare_dirs(self.userns_dir, self.upper if self._layered else None, self.volume,
+                                    self.mapping)
             self.status = "created"
             if not self.ephemeral:  # a one-shot is recorded by its owner record alone (see ephemeral)
                 self.save_state()
@@ -281,6 +279,8 @@ class Container:
     def _mount_userns_root(self, pid: int) -> str:
         """In the user namespace helper (host root): maps, idmapped layers, overlay and volume."""
         assert self.mapping is not None
+        if not self._layered:  # a btrfs snapshot or a vfs copy: the whole root idmapped
+            return userns.mount_idmapped_root(pid, self.userns_dir, self.upper, self.volume, self.mapping)
         return userns.mount_root(pid, self.userns_dir, self.layers, self.upper, self.work, self.volatile,
                           self.volume, self.mapping)
 
@@ -459,6 +459,19 @@ class Container:
         """Bytes of the writable layer beyond what it shares with the image (the data volume, if any, is
         not counted): the storage driver's figure."""
         return self.storage.disk_usage_bytes(self.fs)
+
+    @property
+    def _layered(self) -> bool:
+        """Whether the root is an overlay of the image's layers (else one directory of the driver's)."""
+        return self.spec.storage_driver == DEFAULT_DRIVER
+
+    def owners_to_image(self) -> Callable[[Path], None] | None:
+        """What turns a committed layer's owners back into image ids: an overlay's writable layer under a
+        user namespace holds host ids (100000...); an idmapped whole root keeps image ids (nothing to do)."""
+        if self.mapping is None or not self._layered:
+            return None
+        mapping = self.mapping
+        return lambda top: userns.unshift_tree(top, mapping)
 
     def diff(self) -> list[tuple[str, str]]:
         """('A'|'C'|'D', '/path') of the container's changes against its image (any storage driver)."""

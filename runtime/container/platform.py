@@ -238,15 +238,6 @@ class ContainerUsernsPlatform(ContainerPlatform):
     userns = True
     default_scope = "isolation"  # by default only the isolation scenarios; name it to run it on any scenario
 
-    @classmethod
-    def variant_options(cls, variant: str) -> dict[str, object]:
-        """Only the default storage driver maps the image into a user namespace (Container refuses others)."""
-        options = super().variant_options(variant)
-        if options["storage_driver"] != DEFAULT_DRIVER:
-            raise SpecError(f"platform {cls.name}[{variant}]: storage driver {variant} has no user namespace "
-                            f"support (only {DEFAULT_DRIVER})")
-        return options
-
     def describe(self) -> PlatformInfo:
         return PlatformInfo(name=self.name, kind=KIND_CONTAINER,
                             display_name=self._display("isolab container + userns"), colour="#8172b2",

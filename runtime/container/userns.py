@@ -51,14 +51,41 @@ COPIES = "chowned copies"
 _NO_IDMAP = (errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
-def prepare_dirs(workdir: Path, upper: Path, volume: Path | None,
+def prepare_dirs(workdir: Path, upper: Path | None, volume: Path | None,
                  mapping: idmap.IdMapping = SUITE_MAPPING) -> None:
     """Host side, at create: the first process's working directory (with the root mount point in it), the
-    writable layer's root and the volume belong to the mapped root (0700: no other host user enters)."""
+    writable layer's root (None: a whole root mounted idmapped, see mount_idmapped_root) and the volume
+    belong to the mapped root (0700: no other host user enters)."""
     workdir.mkdir(0o700)
     (workdir / "root").mkdir(0o755)
-    for path in (workdir, workdir / "root", upper, *(() if volume is None else (volume,))):
+    for path in (workdir, workdir / "root", *(() if upper is None else (upper,)),
+                 *(() if volume is None else (volume,))):
         os.chown(path, mapping.first, mapping.first)
+
+
+def mount_idmapped_root(pid: int, workdir: Path, root_dir: Path, volume: Path | None,
+                        mapping: idmap.IdMapping = SUITE_MAPPING) -> str:
+    """In the helper (as mount_root), for a storage driver whose root is one plain directory (a btrfs
+    snapshot, a vfs copy): write `pid`'s maps and mount that directory writable and idmapped into its user
+    namespace at `workdir`/root, then the volume. Files keep their image owners on disk (what the container's
+    root writes is stored as uid 0), so diff and commit need no shifting; there is no chowned-copy fallback."""
+    idmap.write_maps(pid, mapping)
+    userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            mount_fd = idmap.idmapped_clone(str(root_dir), userns_fd, readonly=False)
+        except OSError as exc:
+            raise OSError(exc.errno, f"an idmapped mount of {root_dir} (needed for a user namespace on this "
+                                     f"storage driver): {exc.strerror or exc}") from exc
+        try:
+            idmap.attach(mount_fd, str(workdir / "root"))
+        finally:
+            os.close(mount_fd)
+    finally:
+        os.close(userns_fd)
+    if volume is not None:
+        rootfs.mount_volume(volume, str(workdir / "root"))
+    return f"{IDMAPPED} (the whole root)"
 
 
 def mount_root(pid: int, workdir: Path, lowers: Sequence[Path], upper: Path, work: Path,

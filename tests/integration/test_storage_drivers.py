@@ -153,3 +153,21 @@ def test_cleanup_beside_a_live_run_removes_only_the_dead_snapshot(image):
         live.wait(timeout=120)
     assert _mounts_under(pool) == [] and _loops_of(pool) == []
     assert not pool.exists(), sorted(str(p) for p in pool.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["btrfs"])
+def test_user_namespace_on_a_snapshot_root(image, store, name):
+    """container-userns[btrfs]: the snapshot is mounted idmapped into the container's user namespace: root
+    inside is host uid 100000, image files look root-owned inside, what root writes is stored with image ids,
+    so a commit is an ordinary image layer."""
+    _available(name)
+    with Container(InstanceSpec(storage_driver=name, userns=True), [image.rootfs]) as box:
+        box.start()
+        seen = box.exec(["sh", "-c", "cat /proc/self/uid_map; stat -c %u /etc/passwd; echo x > /root/made;"
+                                     " stat -c %u /root/made"]).stdout.split()
+        assert seen == ["0", "100000", "65536", "0", "0"]
+        assert (box.upper / "root" / "made").stat().st_uid == 0  # on disk: the image's id for root
+        assert box.diff() == [("C", "/root"), ("A", "/root/made")]
+        layer = store.commit(box.write_layer, "base", f"isl-userns-{name}-{secrets.token_hex(3)}",
+                             fix_ids=box.owners_to_image())
+    assert (layer.path / "root" / "made").stat().st_uid == 0
