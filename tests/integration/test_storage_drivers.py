@@ -155,11 +155,11 @@ def test_cleanup_beside_a_live_run_removes_only_the_dead_snapshot(image):
     assert not pool.exists(), sorted(str(p) for p in pool.rglob("*"))
 
 
-@pytest.mark.parametrize("name", ["btrfs"])
+@pytest.mark.parametrize("name", ["btrfs", "vfs"])
 def test_user_namespace_on_a_snapshot_root(image, store, name):
-    """container-userns[btrfs]: the snapshot is mounted idmapped into the container's user namespace: root
-    inside is host uid 100000, image files look root-owned inside, what root writes is stored with image ids,
-    so a commit is an ordinary image layer."""
+    """container-userns[btrfs], [vfs]: the snapshot or copy is mounted idmapped into the container's user
+    namespace: root inside is host uid 100000, image files look root-owned inside, what root writes is stored
+    with image ids, so a commit is an ordinary image layer."""
     _available(name)
     with Container(InstanceSpec(storage_driver=name, userns=True), [image.rootfs]) as box:
         box.start()
