@@ -91,3 +91,12 @@ def test_default_path_is_create_exec_destroy(image):
     once = platform.run_once(["/bin/true"])
     assert once.returncode == 0 and once.path == DEFAULT_RUN_ONCE
     assert once.ready_s is not None and once.teardown_s is not None and once.ready_s < once.seconds
+
+
+def test_an_ephemeral_layer_refuses_what_it_cannot_hold(image):
+    from runtime.container.container import Container
+    from runtime.errors import InstanceError
+
+    for spec in (InstanceSpec(volume=True), InstanceSpec(userns=True)):
+        with pytest.raises(InstanceError, match="ephemeral writable layer"):
+            Container(spec, [image.rootfs], ["/bin/true"], ephemeral=True)
