@@ -34,6 +34,7 @@ from reporting import (
     plots,
     reproduction,
     startup,
+    storage,
     tables,
 )
 from reporting.claims import claims_frame
@@ -290,6 +291,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
     isolation_html = (isolation.section(samples_list, data.path, infos) + noisy.section(samples_list, data.path, infos)
                       + isolation.limits_section(samples_list, data.path, infos))
     drift_html = drift.section(samples_list, data.path, infos, figures_dir)
+    storage_html = storage.section(magnitudes, data.platforms_env.get("platforms", {}), infos)  # type: ignore[arg-type]
     protects = overview.isolation_counts(samples_list, list(infos.values()))
     overview_table = _overview_matrix(area_rows, areas, views)
     overview_figure = plots.overview_figure(area_rows, areas, views, figures_dir) if area_rows else None
@@ -381,6 +383,7 @@ def build(source: RunStore | Dataset | Path, out_dir: Path | None = None) -> Pat
         "hosts": hosts,
         "isolation_html": markupsafe.Markup(isolation_html),  # built escaped by reporting.isolation and .noisy
         "drift_html": markupsafe.Markup(drift_html),  # built escaped by reporting.drift
+        "storage_html": markupsafe.Markup(storage_html),  # built escaped by reporting.storage
         "headlines": [_headline(h) for h in headlines],
         "baseline": baseline,
         "claims": _claims_view(claims),

@@ -21,7 +21,7 @@ import importlib
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
@@ -115,6 +115,14 @@ class Instance(ABC):
     def disk_usage_bytes(self) -> int | None:
         """Bytes this instance added on the host's disk (writable layer, qcow2 overlay)."""
         return None
+
+    #: Whether `commit` works: the platform keeps images an instance's changes can become.
+    can_commit: bool = False
+
+    def commit(self, name: str) -> Callable[[], None]:
+        """Save the instance's changes as a new image `name` (it keeps running); returns a function that
+        removes that image again. Only where `can_commit`."""
+        raise NotImplementedError(f"{self.platform}: no images to commit an instance's changes to")
 
     def metadata(self) -> dict[str, object]:
         """Facts to attach to every sample measured on this instance."""

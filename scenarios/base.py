@@ -38,7 +38,7 @@ from runtime.spec import ExecResult, InstanceSpec
 SCENARIOS = ("cpu", "memory", "disk", "network", "startup", "footprint", "isolation_visibility",
              "isolation_noisy", "isolation_limits")
 # Known but not run by default: selected by name (`--scenario hpcc`) or by a study profile (bench.studies).
-EXTRA_SCENARIOS = ("hpcc", "compress")
+EXTRA_SCENARIOS = ("hpcc", "compress", "storage")
 # Names that select several scenarios at once (`--scenario isolation`).
 SCENARIO_GROUPS = {"isolation": tuple(n for n in SCENARIOS if n.startswith("isolation_"))}
 PROFILES = ("quick", "full")

@@ -124,6 +124,8 @@ def render(spec: InstanceSpec, where: Placement, *, version: int, io_device: str
     limits, ignored = cgroup_lines(spec, version, io_device, memsw)
     if spec.bandwidth is not None and spec.network != "bridge":
         ignored["bandwidth"] = spec.bandwidth  # only a veth on the suite bridge gets tc (as for ours)
+    if spec.disk_quota is not None:
+        ignored["disk_quota"] = spec.disk_quota  # the rootfs is a directory: nothing bounds what it writes
     pairs: list[tuple[str, str]] = [
         ("lxc.include", str(common_conf)),
         ("lxc.uts.name", spec.hostname),
