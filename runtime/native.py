@@ -188,4 +188,7 @@ class NativePlatform(Platform):
     def environment(self) -> dict[str, object]:
         return {"isolation": "chroot only: no namespaces, no cgroup limits",
                 "placement": "each instance's commands in their own cgroup isolab/<id> without limits (one group's "
-                             "CPU weight, like every other platform's instance)"}
+                             "CPU weight, like every other platform's instance)",
+                # what the report's storage section calls this platform's storage (reporting.storage)
+                "storage_driver": "host directory",
+                "storage": "the shared rootfs read-only; /tmp and the volume are host directories (no copy-on-write)"}

@@ -136,6 +136,9 @@ class VmPlatform(Platform):
             "libvirt_uri": self.uri,
             "libvirt_domain_type": self.accel.libvirt_type,
             "vm_defaults": "1 GiB memory, one vcpu per host CPU when the spec leaves them unset",
+            # what the report's storage section calls this platform's storage (reporting.storage)
+            "storage_driver": "qcow2",
+            "storage": "qcow2 overlay (cluster copy-on-write) on the image's raw ext4; volume: sparse raw file",
         }
         try:
             env.update(libvirt_conn.versions(self.conn))
