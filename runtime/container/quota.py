@@ -179,3 +179,39 @@ def sweep_loops(live: Callable[[str], bool], root: Path = SCRATCH_ROOT) -> list[
                 break
             time.sleep(0.05)
     return removed
+
+
+# ---- btrfs: qgroups on the instance's snapshot -----------------------------------------------------------
+
+BTRFS_MECHANISM = "btrfs qgroup limit on the exclusive bytes of the instance's snapshot"
+
+
+def _btrfs(argv: list[str], what: str) -> str:
+    proc = subprocess.run(["btrfs", *argv], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise InstanceError(f"disk quota: btrfs {' '.join(argv)} ({what}): "
+                            f"{(proc.stderr.strip() or proc.stdout.strip())[-300:]}")
+    return proc.stdout
+
+
+def btrfs_limit(subvolume: Path, mountpoint: Path, size: int) -> str:
+    """Limit what the snapshot `subvolume` holds exclusively (what the instance wrote, not what it shares
+    with its image) to `size` bytes: quotas on for the pool (idempotent), then `qgroup limit -e`. A write
+    past it fails with EDQUOT. Returns the qgroup id (0/<subvolume id>)."""
+    shown = subprocess.run(["btrfs", "qgroup", "show", str(mountpoint)], capture_output=True, text=True, timeout=60)
+    if shown.returncode != 0:  # quotas are off on this pool
+        _btrfs(["quota", "enable", str(mountpoint)], "enable quotas on the pool")
+    info = _btrfs(["subvolume", "show", str(subvolume)], "subvolume id")
+    ids = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("Subvolume ID:")]
+    if not ids:
+        raise InstanceError(f"disk quota: no subvolume id for {subvolume} in `btrfs subvolume show`")
+    _btrfs(["qgroup", "limit", "-e", str(size), str(subvolume)], "limit")
+    return f"0/{ids[0]}"
+
+
+def btrfs_drop_qgroup(qgroup: str, mountpoint: Path) -> None:
+    """Remove a deleted snapshot's qgroup (best effort: the pool may already be gone)."""
+    if not os.path.ismount(mountpoint):
+        return
+    subprocess.run(["btrfs", "subvolume", "sync", str(mountpoint)], capture_output=True, timeout=300)
+    subprocess.run(["btrfs", "qgroup", "destroy", qgroup, str(mountpoint)], capture_output=True, timeout=60)
