@@ -85,17 +85,21 @@ class Container:
         self.state_dir = state_dir(self.instance_id)
         self.root = self.state_dir / "root"
         self.layer_dir = scratch_dir(self.instance_id)
-        # with a disk quota the writable layer and the volume live on a filesystem of the quota's size
-        self.quota_disk = None if spec.disk_quota is None else quota.QuotaDisk(self.instance_id, spec.disk_quota)
-        write_dir = self.layer_dir if self.quota_disk is None else self.quota_disk.mountpoint
         # the root filesystem from the image's layers (runtime.container.storage): where it lives
         self.storage = get_driver(spec.storage_driver)
+        # with a disk quota the writable layer and the volume live on a filesystem of the quota's size,
+        # unless the storage driver limits its roots itself (btrfs qgroups)
+        self.quota_disk = None
+        if spec.disk_quota is not None and self.storage.quota_kind == "filesystem":
+            self.quota_disk = quota.QuotaDisk(self.instance_id, spec.disk_quota)
+        self.quota_facts: dict[str, object] = {}
+        write_dir = self.layer_dir if self.quota_disk is None else self.quota_disk.mountpoint
         self.fs = self.storage.layout(self.instance_id, self.layers, write_dir)
         self.upper = Path(self.fs.upper)  # the directory the container writes to (driver's writable layer)
         self.work = Path(self.fs.work) if self.fs.work else write_dir / "work"
-        if spec.disk_quota is not None and spec.storage_driver != DEFAULT_DRIVER:
-            raise SpecError(f"storage driver {spec.storage_driver}: no disk quota support yet "
-                            f"(runtime.container.quota limits {DEFAULT_DRIVER}'s writable layer)")
+        if spec.disk_quota is not None and spec.volume and self.quota_disk is None:
+            raise SpecError(f"storage driver {spec.storage_driver}: a disk quota there limits the instance's "
+                            "root only, not its data volume (a host directory): ask for one of them")
         self.volume = write_dir / "volume" if spec.volume else None  # bind-mounted at VOLUME_DIR
         # user namespace: the ids its root maps to, and the first process's working directory
         self.mapping: idmap.IdMapping | None = userns.SUITE_MAPPING if spec.userns else None
@@ -137,8 +141,15 @@ class Container:
                 self.root.mkdir()
                 _private_dir(self.layer_dir)
                 if self.quota_disk is not None:
-                    self.quota_disk.create()
+                    extra = self.storage.quota_extra_bytes(self.fs)
+                    self.quota_disk.create(extra)
                 self.storage.prepare(self.fs)
+                if self.quota_disk is not None:
+                    if extra:
+                        self.quota_disk.settle()  # what the copy left beyond the quota is held back
+                    self.quota_facts = self.quota_disk.describe()
+                elif self.spec.disk_quota is not None:
+                    self.quota_facts = self.storage.limit(self.fs, self.spec.disk_quota)
             if self.volume is not None:
                 self.volume.mkdir()
             if self.mapping is not None:

@@ -87,8 +87,7 @@ class ContainerInstance(Instance):
         if self.container.mapping is not None:
             meta["userns"] = userns.describe(self.container.mapping)
             meta["userns_layers"] = self.container.userns_layers or "unknown"
-        if self.container.quota_disk is not None:
-            meta.update(self.container.quota_disk.describe())
+        meta.update(self.container.quota_facts)
         if self.container.ignored:
             meta["limits_ignored"] = sorted(self.container.ignored)
         return meta

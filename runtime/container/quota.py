@@ -33,6 +33,7 @@ from runtime.naming import SCRATCH_ROOT, scratch_dir, state_dir
 
 IMAGE_NAME = "disk.ext4"
 MOUNT_NAME = "disk"
+RESERVE_NAME = ".isolab-reserve"  # held-back room beside a copied root (QuotaDisk.settle)
 MIN_QUOTA = 16 * 1024**2  # ext4 with a 4 MiB journal and 4 KiB blocks needs about 12 MiB
 BLOCK = 4096
 # 4 KiB blocks at every size (mkfs picks 1 KiB below 512 MiB), no root reserve, a 4 MiB journal, lazily
@@ -91,11 +92,13 @@ class QuotaDisk:
         self.mountpoint = state_dir(instance_id) / MOUNT_NAME
         self.room = 0  # free bytes of the fresh filesystem (what the container may write)
 
-    def create(self) -> Path:
-        """Make the image (grown until its free room reaches the quota), mount it; the mountpoint."""
+    def create(self, extra: int = 0) -> Path:
+        """Make the image (grown until its free room reaches the quota, plus `extra` bytes for what the
+        storage driver puts there before the container runs: see settle()), mount it; the mountpoint."""
         where = f"container {self.instance_id}: disk quota"
-        size = self.size + self.size // 64 + 5 * 1024**2  # a first guess at ext4's own overhead
-        slack = max(64 * BLOCK, self.size // 1000)  # room may exceed the quota by this much
+        wanted = self.size + extra
+        size = wanted + wanted // 64 + 5 * 1024**2  # a first guess at ext4's own overhead
+        slack = max(64 * BLOCK, wanted // 1000)  # room may exceed the request by this much
         for _ in range(5):  # mkfs of a sparse image with lazy tables takes ~10 ms
             size = -(-size // BLOCK) * BLOCK
             with open(self.image, "wb") as f:
@@ -104,10 +107,10 @@ class QuotaDisk:
             if proc.returncode != 0:
                 raise InstanceError(f"{where}: mkfs.ext4 {self.image} failed: {proc.stderr.strip()}")
             self.room = _free_bytes(self.image)
-            if self.size <= self.room <= self.size + slack:
+            if wanted <= self.room <= wanted + slack:
                 break
-            size += self.size - self.room + (BLOCK if self.room < self.size else 0)
-        if self.room < self.size:
+            size += wanted - self.room + (BLOCK if self.room < wanted else 0)
+        if self.room < wanted:
             raise InstanceError(f"{where}: could not size {self.image} to {self.size} bytes of room "
                                 f"(got {self.room})")
         self.mountpoint.mkdir(mode=0o700, exist_ok=True)
@@ -120,6 +123,26 @@ class QuotaDisk:
         with contextlib.suppress(OSError):
             os.rmdir(self.mountpoint / "lost+found")
         return self.mountpoint
+
+    def settle(self) -> None:
+        """After the storage driver filled the filesystem with the instance's initial root (a full copy of
+        the image): hold back what exceeds the quota in a preallocated file outside the container's view
+        (unwritten extents: no data is written, the image stays sparse), so the container can write the
+        quota and no more."""
+        st = os.statvfs(self.mountpoint)
+        free = st.f_bavail * st.f_frsize
+        if free < self.size:
+            raise InstanceError(f"container {self.instance_id}: disk quota: only {free} bytes left for a quota of "
+                                f"{self.size} after the root was prepared on {self.mountpoint}")
+        excess = free - self.size - 16 * 1024  # what statfs offers beyond the quota, less a directory's blocks
+        if excess > 64 * BLOCK:
+            fd = os.open(self.mountpoint / RESERVE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, excess)
+            finally:
+                os.close(fd)
+        st = os.statvfs(self.mountpoint)
+        self.room = st.f_bavail * st.f_frsize
 
     def mounted(self) -> bool:
         return os.path.ismount(self.mountpoint)
@@ -209,9 +232,10 @@ def btrfs_limit(subvolume: Path, mountpoint: Path, size: int) -> str:
     return f"0/{ids[0]}"
 
 
-def btrfs_drop_qgroup(qgroup: str, mountpoint: Path) -> None:
-    """Remove a deleted snapshot's qgroup (best effort: the pool may already be gone)."""
+def btrfs_clear_stale(mountpoint: Path) -> None:
+    """Drop the qgroups of deleted snapshots (best effort; `subvolume sync` first: a deleted snapshot's
+    qgroup goes stale only once btrfs has cleaned the subvolume up)."""
     if not os.path.ismount(mountpoint):
         return
     subprocess.run(["btrfs", "subvolume", "sync", str(mountpoint)], capture_output=True, timeout=300)
-    subprocess.run(["btrfs", "qgroup", "destroy", qgroup, str(mountpoint)], capture_output=True, timeout=60)
+    subprocess.run(["btrfs", "qgroup", "clear-stale", str(mountpoint)], capture_output=True, timeout=60)

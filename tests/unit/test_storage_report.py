@@ -29,11 +29,13 @@ ENV = {
 }
 
 
+def _creates(platform: str, values: list[float]) -> list[SampleRecord]:
+    return [_s(platform, "storage", "storage_create_s", v, "s", rep, which="1st") for rep, v in enumerate(values)]
+
+
 def test_tables_are_drivers_by_platforms_with_one_value_per_repetition():
     samples = [
-        *[_s("plain[alpha]", "storage", "storage_create_s", v, "s", rep, which="1st") for rep, v in enumerate([1, 2, 3])],
-        *[_s("plain[beta]", "storage", "storage_create_s", v, "s", rep, which="1st") for rep, v in enumerate([4, 5, 6])],
-        *[_s("other", "storage", "storage_create_s", v, "s", rep, which="1st") for rep, v in enumerate([7, 8, 9])],
+        *_creates("plain[alpha]", [1, 2, 3]), *_creates("plain[beta]", [4, 5, 6]), *_creates("other", [7, 8, 9]),
         _s("other", "storage", "storage_create_s", 10, "s", 0, which="10th"),
         # two instances in one repetition count once (their median)
         _s("plain[alpha]", "storage", "storage_disk_mib", 2, "MiB", 0, after="create"),

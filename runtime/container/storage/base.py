@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from runtime.container.storage import changes
-from runtime.errors import PlatformUnavailable
+from runtime.errors import PlatformUnavailable, SpecError
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,20 @@ class StorageDriver(ABC):
     name: str
     #: How it shares the image between instances, for the platform's description ("overlayfs copy-up").
     mechanism: str
+
+    #: How InstanceSpec.disk_quota is enforced on this driver's roots: "filesystem": the container puts
+    #: the instance's writable dirs (and its volume) on a filesystem of the quota's room
+    #: (runtime.container.quota.QuotaDisk), with `quota_extra_bytes` more for what `prepare` copies
+    #: there; "driver": the driver limits its own root (`limit`).
+    quota_kind = "filesystem"
+
+    def quota_extra_bytes(self, root: InstanceRoot) -> int:
+        """Bytes `prepare` writes into the instance's directory before the container runs."""
+        return 0
+
+    def limit(self, root: InstanceRoot, size: int) -> dict[str, object]:
+        """Limit what the instance can write to `size` bytes (quota_kind "driver"); facts for the metadata."""
+        raise SpecError(f"storage driver {self.name}: cannot limit an instance's disk")
 
     def unavailable(self) -> str | None:
         """One line saying why this host cannot use the driver, or None."""

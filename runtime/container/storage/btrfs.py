@@ -29,10 +29,11 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from runtime.container import quota
 from runtime.container.rootfs import bind_root
 from runtime.container.storage.base import InstanceRoot, StorageDriver
 from runtime.container.storage.changes import apply_layer
-from runtime.errors import InstanceError
+from runtime.errors import InstanceError, SpecError
 from runtime.linux import syscalls as sc
 
 POOL_SIZE = 32 * 1024**3  # the sparse image file's size (it takes only what is written)
@@ -242,6 +243,8 @@ class Pool:
                 if dead(snapshot.name):
                     delete_subvolume(snapshot)
                     removed.append(f"btrfs snapshot {snapshot}")
+            if removed and not self.host_btrfs:
+                quota.btrfs_clear_stale(self.mnt)  # their qgroups (disk quotas), if quotas are on
         if not self.root.is_dir():
             return removed
         try:
@@ -308,6 +311,17 @@ class BtrfsDriver(StorageDriver):
         image = self.pool.image_subvolume(root.layer_paths)
         _run(["btrfs", "subvolume", "snapshot", str(image), root.upper], "snapshot")
 
+    quota_kind = "driver"
+
+    def limit(self, root: InstanceRoot, size: int) -> dict[str, object]:
+        """A qgroup limit on the snapshot's exclusive bytes (runtime.container.quota.btrfs_limit)."""
+        if self.pool.host_btrfs:
+            raise SpecError(f"storage driver {self.name}: a disk quota would turn quotas on for the host's own "
+                            f"btrfs at {self.pool.root} (every subvolume of it pays for qgroup accounting)")
+        root.extra["qgroup"] = quota.btrfs_limit(Path(root.upper), self.pool.mnt, size)
+        return {"disk_quota_bytes": size, "disk_quota_mechanism": quota.BTRFS_MECHANISM,
+                "disk_quota_qgroup": root.extra["qgroup"]}
+
     def mount(self, root: InstanceRoot, target: Path, volatile: bool = False) -> None:
         bind_root(Path(root.upper), target)
 
@@ -315,6 +329,8 @@ class BtrfsDriver(StorageDriver):
         upper = Path(root.upper)
         if upper.exists():
             delete_subvolume(upper)
+            if root.extra.get("qgroup"):
+                quota.btrfs_clear_stale(self.pool.mnt)
             if not self.pool.held:  # e.g. `python -m runtime rm` of the last kept container: the pool goes too
                 from runtime.container.storage.sweep import instance_dead
 

@@ -23,6 +23,21 @@ def full_copy(source: Path, target: Path) -> None:
         raise InstanceError(f"storage: cp -a {source} -> {target}: {proc.stderr.strip()[-300:]}")
 
 
+_ALLOCATED: dict[tuple[str, int], int] = {}
+
+
+def _allocated(layer: Path) -> int:
+    """Bytes allocated under a layer directory (du -s -B1), cached per directory and mtime."""
+    key = (str(layer), layer.stat().st_mtime_ns)
+    if key not in _ALLOCATED:
+        proc = subprocess.run(["du", "-s", "-B1", str(layer)], capture_output=True, text=True, timeout=600)
+        try:
+            _ALLOCATED[key] = int(proc.stdout.split()[0])
+        except (IndexError, ValueError):
+            raise InstanceError(f"storage vfs: du -s {layer}: {proc.stderr.strip()[-300:]}") from None
+    return _ALLOCATED[key]
+
+
 class VfsDriver(StorageDriver):
     name = "vfs"
     mechanism = "full copies (vfs)"
@@ -41,6 +56,12 @@ class VfsDriver(StorageDriver):
         except BaseException:
             shutil.rmtree(upper, ignore_errors=True)
             raise
+
+    def quota_extra_bytes(self, root: InstanceRoot) -> int:
+        """Room for the full copy (allocated bytes of every layer, +5 % and 64 MiB: later layers replace
+        files of earlier ones, so this over-estimates; QuotaDisk.settle holds back the excess)."""
+        total = sum(_allocated(Path(p)) for p in root.layers)
+        return total + total // 20 + 64 * 1024**2
 
     def mount(self, root: InstanceRoot, target: Path, volatile: bool = False) -> None:
         bind_root(Path(root.upper), target)
