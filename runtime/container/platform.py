@@ -18,7 +18,7 @@ import dataclasses
 import os
 import platform as host_platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtime.container import init as pid1
@@ -92,6 +92,21 @@ class ContainerInstance(Instance):
             meta["limits_ignored"] = sorted(self.container.ignored)
         return meta
 
+    can_commit = True
+
+    def commit(self, name: str) -> Callable[[], None]:
+        """The container's changes as the image `name` (runtime.container.layers), frozen meanwhile (as
+        `docker commit` pauses by default); returns what removes that image."""
+        store = LayerStore(self.container.layers[0])
+        mapping = self.container.mapping
+        self.container.cgroup.freeze(True)
+        try:
+            store.commit(self.container.write_layer, self.container.image_name, name,
+                         fix_ids=None if mapping is None else lambda top: userns.unshift_tree(top, mapping))
+        finally:
+            self.container.cgroup.freeze(False)
+        return lambda: store.remove(name)
+
     def quiesce(self) -> str | None:
         self.container.cgroup.freeze(True)
         return "cgroup freezer"
@@ -105,6 +120,13 @@ class ContainerInstance(Instance):
 
 #: Plot colours of the storage-driver variants (the default driver keeps the platform's colour).
 STORAGE_COLOURS = {"overlay": "#55a868", "btrfs": "#2a9d8f", "vfs": "#a1a14a", "devicemapper": "#6b6b6b"}
+
+
+def _unavailable_drivers() -> dict[str, str]:
+    """Storage drivers this host cannot use, with the reason (for the report's storage section)."""
+    from runtime.container.storage import DRIVER_NAMES
+
+    return {name: reason for name in DRIVER_NAMES if (reason := get_driver(name).unavailable()) is not None}
 
 
 class ContainerPlatform(Platform):
@@ -217,6 +239,7 @@ class ContainerPlatform(Platform):
     def environment(self) -> dict[str, object]:
         return {"runtime": "isolab container runtime (in-process fork, pivot_root)",
                 "storage_driver": self.storage_driver, "storage": self.storage.mechanism,
+                "storage_drivers_unavailable": _unavailable_drivers(),
                 "cgroup_version": cgroup_version(), "kernel": host_platform.release(),
                 "namespaces": "pid mnt uts ipc net", "image": self.image_name,
                 "seccomp": seccomp.describe("default", DEFAULT_CAP_NAMES)}
