@@ -118,7 +118,7 @@ def tables(samples: Sequence[SampleRecord], env_platforms: Mapping[str, object])
     out: list[dict[str, object]] = []
     for scenario, metric, wanted, heading in OPERATIONS:
         chosen = [s for s in samples if s.scenario == scenario and s.metric == metric
-                  and all(str(s.metadata.get(k)) == v for k, v in wanted.items())]
+                  and all(str(s.metadata.get(k)).lower() == v.lower() for k, v in wanted.items())]
         if not chosen:
             continue
         keys = [k for k in _variant_keys(scenario, metric) if k not in wanted]
