@@ -40,7 +40,7 @@ from runtime.network.links import add_veth_to_bridge, configure_inside, set_rate
 from runtime.network.nat import publish
 from runtime.network.netns import netlink_socket_in
 from runtime.oci.platform import INIT_ARGV, RUNTIME_TIMEOUT_S, OciInstance, OciPlatform, OciRuntime
-from runtime.platform import KIND_SANDBOXED_CONTAINER, ROLE_REFERENCE, PlatformInfo
+from runtime.platform import KIND_SANDBOXED_CONTAINER, ROLE_NONE, PlatformInfo
 from runtime.spec import InstanceSpec
 
 RUNSC_PLATFORMS = (*probe.GROUPS, *probe.PREFERENCE)
@@ -349,7 +349,11 @@ class GvisorPlatform(OciPlatform):
         """The mechanism names the gVisor platform probed by check_available() (describe() does not probe)."""
         return PlatformInfo(name=self.name, kind=KIND_SANDBOXED_CONTAINER, display_name="gVisor (runsc)",
                             colour=self.colour, mechanism=self.mechanism(), emulated=False, baseline=False,
-                            role=ROLE_REFERENCE)
+                            # not a calibration reference: a sandbox with its own kernel (the sentry) is not
+                            # "a Linux container", and, slower on nearly every metric, it would keep our runtime
+                            # from ever being flagged as differing from every reference (issue #12 names crun,
+                            # runc and LXC)
+                            role=ROLE_NONE)
 
     def environment(self) -> dict[str, object]:
         if self.choice is None:
