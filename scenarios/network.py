@@ -4,7 +4,7 @@ in each network mode the platform supports.
 iperf3 TCP (`-J`): forward (instance sends to the peer) and reverse (the peer sends to the instance),
 with 1 and 4 parallel streams; the figure is what the receiver got. netperf omni TCP_RR and UDP_RR
 (one-byte request/response unless `rr_sizes` sets [request, response] bytes, `-- -r`, and then the
-samples carry `rr_size`; `-- -o` selectors, fixed data port `-- -P`): p50/p90/p99/mean latency and
+samples carry `rr_size`, e.g. 100x200; `-- -o` selectors, fixed data port `-- -P`): p50/p90/p99/mean latency and
 transactions/s. Every sample carries `network: <mode>`.
 
 Modes (profile `modes`, measured only where `platform.network_modes` has them; one instance per mode,
@@ -260,7 +260,8 @@ def _netperf(ends: _Ends, params: dict[str, object], raw: RawSink) -> list[Sampl
         _checked(result, ends)
         meta: dict[str, object] = {"network": ends.mode, "test": test}
         if sizes:
-            meta["rr_size"] = ",".join(str(int(n)) for n in sizes)  # type: ignore[attr-defined]
+            # request x response bytes; no comma: a variant label separates its pairs with commas
+            meta["rr_size"] = "x".join(str(int(n)) for n in sizes)  # type: ignore[attr-defined]
         for selector, metric, unit in _RR_METRICS:
             samples.append(Sample(metric, float(values[selector]), unit, meta))
     return samples

@@ -93,3 +93,12 @@ def test_every_study_loads_and_its_rows_name_registered_claims(name):
 def test_unknown_profile_is_one_clear_error():
     with pytest.raises(SpecError, match="unknown profile 'nope': choose from quick, full, "):
         parse_selection("native", None, "nope", None)
+
+
+def test_every_row_variant_survives_the_variant_label():
+    """A value with a comma would split a stored variant label ('k=v,k=v') and never match."""
+    for name in studies.study_names():
+        for row in studies.load_study(name).rows:
+            assert all("," not in str(v) for v in (row.variant or {}).values()), (name, row.claim)
+    for claim in load_claims():
+        assert all("," not in str(v) for v in claim.variant.values()), claim.id
