@@ -5,8 +5,9 @@ claim of the registry (reporting/claims.yaml: the published figures, their sourc
 reported and the test of it), measured where the profile says (scenario, metric, variant). Per row and
 per platform of the claim's kind that ran: the paper's figures and ratio; this host's baseline and
 platform medians with their intervals at their real level and n (for a claim against a reference variant,
-e.g. a noisy neighbour's victim alone, that variant's median stands where the baseline's would); the
-measured ratio with its interval;
+e.g. a noisy neighbour's victim alone, that variant's median stands where the baseline's would, and the
+ratio is also given as the % degradation that study reports, positive = worse); the measured ratio with
+its interval;
 a verdict:
   reproduced        the ratio's interval passes the claim's test (reporting.claims.judge: inside the band,
                     or wholly on the claimed side of 1)
@@ -79,6 +80,18 @@ def _ratio_text(change: stats.Ratio) -> str:
     iv = change.interval
     return (f"{change.point:.3f} [{iv.low:.3f}–{iv.high:.3f}, {stats.format_level(iv.level)}]" if iv.defined
             else f"{change.point:.3f} [no interval]")
+
+
+def _degradation(change: stats.Ratio, better: str) -> str:
+    """The ratio as the Isolation Benchmark Suite reports it: % degradation (positive = worse)."""
+    if math.isnan(change.point):
+        return ""
+    sign = -1.0 if better == "higher" else 1.0
+    points = sorted(100 * sign * (v - 1) for v in (change.point, change.interval.low, change.interval.high)
+                    if not math.isnan(v))
+    middle = 100 * sign * (change.point - 1)
+    span = f" [{points[0]:.1f}–{points[-1]:.1f}]" if change.interval.defined else ""
+    return f"; degradation {middle:.1f} %{span}"
 
 
 def _pairs(variant: str, wanted: Mapping[str, object]) -> bool:
@@ -176,7 +189,7 @@ def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.Da
         found = mine[mine.variant.map(lambda v: _pairs(v, wanted)).astype(bool)] if not mine.empty else mine
         baseline = found.iloc[0] if not found.empty else None
         change = versus_variant(claim, info, frame, str(row.get("host", "")), str(row["variant"]))
-        text = _ratio_text(change)
+        text = _ratio_text(change) + _degradation(change, str(row.get("direction") or "higher"))
     elif base is not None and not summary.empty:
         theirs = summary[(summary.platform == base) & (summary.scenario == claim.scenario)
                          & (summary.metric == claim.metric)]

@@ -77,5 +77,5 @@ def test_a_row_against_the_victim_alone_uses_the_samples():
     study = studies.Study("s", {}, {}, (), (studies.Row("IBS-cpu-container", "cpu neighbour"),), Path("s"))
     record = reproduction.rows_frame(study, summary, infos, load_claims(), records, {}).to_dict("records")[0]
     assert record["baseline here"].startswith("100 events/s")  # the victim alone
-    assert record["ratio here"].startswith("0.980 [")
+    assert record["ratio here"].startswith("0.980 [") and "; degradation 2.0 % [" in record["ratio here"]
     assert record["verdict"].startswith("reproduced")  # within 1.0 ± 10 %
