@@ -32,13 +32,14 @@ from runtime import state
 from runtime.container.cgroups import cgroup_version
 from runtime.container.container import block_device_of, dir_usage_bytes
 from runtime.container.netsetup import ContainerNetwork
+from runtime.container.wired import WiredInstance
 from runtime.docker import archive, daemon, hostconfig, streams
 from runtime.docker import image as docker_image
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux.transfer import TransferError
 from runtime.naming import SCRATCH_ROOT, STATE_ROOT, scratch_dir
-from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Instance, Platform, PlatformInfo, StartPhases
+from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Platform, PlatformInfo, StartPhases
 from runtime.spec import ExecResult, InstanceSpec, parse_cpuset
 
 INIT_ARGV = ["sleep", "infinity"]
@@ -97,7 +98,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-class DockerInstance(Instance):
+class DockerInstance(WiredInstance):
     """A running container of the suite's dockerd (see the module docstring)."""
 
     platform = "docker"
@@ -259,17 +260,6 @@ class DockerInstance(Instance):
         except (OSError, IndexError, ValueError):
             pass
         return pids
-
-    @property
-    def address(self) -> str | None:
-        return self.network.address
-
-    @property
-    def published_address(self) -> str | None:
-        return self.network.published_address
-
-    def ignored_limits(self) -> dict[str, object]:
-        return dict(self.ignored)
 
     def disk_usage_bytes(self) -> int | None:
         """Bytes in the container's writable overlay layer (Docker's UpperDir)."""

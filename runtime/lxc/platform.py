@@ -39,6 +39,7 @@ from runtime.container.cgroups.v1 import v1_hierarchies
 from runtime.container.container import block_device_of, dir_usage_bytes
 from runtime.container.netsetup import ContainerNetwork
 from runtime.container.rootfs import mount_overlay
+from runtime.container.wired import WiredInstance
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
@@ -46,7 +47,7 @@ from runtime.linux import transfer
 from runtime.linux.process import descendants
 from runtime.lxc import config, host
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT, scratch_dir
-from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Instance, Platform, PlatformInfo, StartPhases
+from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Platform, PlatformInfo, StartPhases
 from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
 
 NAME = "lxc"
@@ -114,7 +115,7 @@ class Lxc:
         return proc
 
 
-class LxcInstance(Instance):
+class LxcInstance(WiredInstance):
     """A running LXC container (see the module docstring)."""
 
     def __init__(self, instance_id: str, state_dir: Path, spec: InstanceSpec) -> None:
@@ -255,17 +256,6 @@ class LxcInstance(Instance):
         except ValueError:
             return []
         return [pid] if pid > 0 else []
-
-    @property
-    def address(self) -> str | None:
-        return self.network.address
-
-    @property
-    def published_address(self) -> str | None:
-        return self.network.published_address
-
-    def ignored_limits(self) -> dict[str, object]:
-        return dict(self.ignored)
 
     def disk_usage_bytes(self) -> int:
         upper = self.layer_dir / "upper"

@@ -29,6 +29,7 @@ from runtime.container.cgroups.base import kill_procs, rmdir_retry
 from runtime.container.container import block_device_of, dir_usage_bytes
 from runtime.container.netsetup import ContainerNetwork
 from runtime.container.rootfs import mount_overlay
+from runtime.container.wired import WiredInstance
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
@@ -38,7 +39,6 @@ from runtime.oci import bundle, hybrid
 from runtime.platform import (
     KIND_CONTAINER,
     ROLE_REFERENCE,
-    Instance,
     Platform,
     PlatformInfo,
     RunOnce,
@@ -85,7 +85,7 @@ def remove_stray_cgroups(instance_id: str) -> list[str]:
     return busy
 
 
-class OciInstance(Instance):
+class OciInstance(WiredInstance):
     """A running container of an OCI runtime (see the module docstring)."""
 
     def __init__(self, runtime: OciRuntime, instance_id: str, state_dir: Path, spec: InstanceSpec) -> None:
@@ -237,17 +237,6 @@ class OciInstance(Instance):
         except (ValueError, AttributeError):
             return []
         return [pid] if pid > 0 else []
-
-    @property
-    def address(self) -> str | None:
-        return self.network.address
-
-    @property
-    def published_address(self) -> str | None:
-        return self.network.published_address
-
-    def ignored_limits(self) -> dict[str, object]:
-        return dict(self.ignored)
 
     def disk_usage_bytes(self) -> int:
         upper = self.layer_dir / "upper"
