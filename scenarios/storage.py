@@ -32,6 +32,7 @@ NAME = "storage"
 DESCRIPTION = "instance root create (1st, 10th), copy-up first write, commit, disk per instance"
 TOOLS = ("date", "stat", "dd", "sync", "seq")
 MIB = 2**20
+MEMORY = 512 * MIB  # ten instances alive at once: a VM's default 1 GiB each would be 10 GiB of this host
 PRECISION_METRICS = ("storage_create_s", "storage_copy_up_write_s")
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "storage_create_s": ("s", ("which",)),
@@ -63,7 +64,7 @@ def _ordinal(n: int) -> str:
 
 def _ready(platform: Platform) -> tuple[Instance, float]:
     begin = time.perf_counter()
-    instance = platform.create(InstanceSpec())
+    instance = platform.create(InstanceSpec(memory=MEMORY))
     try:
         check(instance.exec(["true"], timeout=300), instance)
     except BaseException:
