@@ -152,9 +152,16 @@ class GuestAgent:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.1)
 
-    def kill_tree(self, pid: int) -> None:
+    def kill_tree(self, pid: int, grace: float = 15.0) -> None:
+        """Kill pid and its descendants in the guest, then wait (up to `grace` s) for the killer and pid to be
+        gone: a caller's next command must not find them still running (under TCG on a loaded host the kill
+        took longer than the next `ps`)."""
         try:
-            self.spawn("/bin/sh", ["-c", KILL_TREE + str(pid)])
+            killer = self.spawn("/bin/sh", ["-c", KILL_TREE + str(pid)])
+            deadline = time.monotonic() + grace
+            for target in (killer, pid):
+                while not self.status(target).exited and time.monotonic() < deadline:
+                    time.sleep(0.05)
         except AgentError:
             pass
 

@@ -58,9 +58,16 @@ def test_cpu_quota_half_core(image, require_root):
         assert burn.returncode in (0, 124), burn
         assert before is not None and after is not None
         share = (after - before) / 1e9 / (t1 - t0)
-        print(f"cpu quota 0.5: measured {share:.3f} cores over {t1 - t0:.2f} s")
-        assert 0.45 <= share <= 0.55
-        assert (c.stats().cpu_nr_throttled or 0) > 0
+        load = float(open("/proc/loadavg").read().split()[0])
+        print(f"cpu quota 0.5: measured {share:.3f} cores over {t1 - t0:.2f} s (host load average {load:.2f})")
+        assert c.cgroup.limits().cpus == 0.5  # what the kernel enforces, read back
+        assert share <= 0.55  # the quota caps, whatever else runs
+        # Reaching the quota needs half a core the host can give: on a host whose 2 cores already run more
+        # than 2 other tasks (the CI host is idle; a shared development host is not) the container may get
+        # less through contention alone, and only the cap can be checked.
+        if load < 1.5:
+            assert share >= 0.45
+            assert (c.stats().cpu_nr_throttled or 0) > 0
 
 
 @pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])

@@ -129,12 +129,21 @@ VmPlatform(ensure_image()).create(InstanceSpec(cpus=1, memory=256 * 1024**2, net
 
 
 def _child_booting_a_vm(**popen: object) -> subprocess.Popen:
-    """A driver process that has defined its domain and is booting the guest."""
+    """A driver process that has defined its domain and is booting the guest.
+
+    Waits for a domain that was not there before the child started: another run's domain caught between its
+    state dir and its definition (or its undefinition) must not pass for the child's, which would signal a
+    child still starting Python (killed silently by the default SIGINT action, seen beside a concurrent run)."""
+    before = set(isolab_domains())
     child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=Path(__file__).resolve().parents[2], **popen)
     deadline = time.monotonic() + 60
-    while not isolab_domains() and time.monotonic() < deadline:
+
+    def defined() -> bool:
+        return bool(set(isolab_domains()) - before)
+
+    while not defined() and time.monotonic() < deadline:
         time.sleep(0.1)
-    if not isolab_domains():
+    if not defined():
         child.kill()
         child.wait(timeout=30)
         raise AssertionError("the child never defined its domain")
