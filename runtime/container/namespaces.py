@@ -138,10 +138,17 @@ def _userns_helper(child: Callable[[], None], setup: Callable[[int], str], workd
 
 
 def open_namespaces(pid: int, user: bool = False) -> dict[str, int]:
-    """O_CLOEXEC fds of a process's namespaces (they keep the namespaces alive while open)."""
+    """O_CLOEXEC fds of a process's namespaces (they keep the namespaces alive while open).
+
+    A namespace the process shares with the caller (the host's network of a `host`-network container) is left
+    out: joining it is a no-op, and after entering a user namespace it would fail with EPERM, since the
+    host's namespaces belong to the initial user namespace."""
     fds: dict[str, int] = {}
     try:
         for name in ("user",) * user + ("ipc", "uts", "net", "pid", "mnt"):
+            theirs, ours = os.stat(f"/proc/{pid}/ns/{name}"), os.stat(f"/proc/self/ns/{name}")
+            if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) and name not in ("pid", "mnt"):
+                continue
             fds[name] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         close_namespaces(fds)
@@ -165,5 +172,6 @@ def join_namespaces(fds: dict[str, int]) -> None:
         sc.setns(fds["user"], sc.CLONE_NEWUSER)
         idmap.become_root()
     for name, flag in JOIN_ORDER:
-        sc.setns(fds[name], flag)
+        if name in fds:  # (left out by open_namespaces when shared with the caller)
+            sc.setns(fds[name], flag)
     os.chdir("/")

@@ -210,3 +210,17 @@ def test_chowned_copy_fallback(image, require_root, tmp_path, monkeypatch):
     assert copy.parent.stat().st_mode & 0o777 == 0o700  # setuid files of the copy: root-only
     assert (layer / "opt" / "tool" / "conf").stat().st_uid == 1000  # the layer itself is untouched
     assert userns.chowned_copy(layer) == copy  # cached: the next start reuses it
+
+
+@pytest.mark.parametrize("network", ["host", "bridge"])
+def test_exec_in_a_userns_container_on_each_network(image, require_root, network):
+    """A host-network container shares the host's netns, which belongs to the initial user namespace: exec
+    must not try to join it after entering the container's user namespace (EPERM: every exec failed with
+    'Exception occurred in preexec_fn', found by the network scenario on container-userns)."""
+    from runtime.container.platform import ContainerUsernsPlatform
+
+    with ContainerUsernsPlatform(image=image).create(InstanceSpec(network=network)) as instance:
+        result = instance.exec(["sh", "-c", "id -u; cat /proc/self/uid_map"])
+        assert result.ok, result
+        uid, mapping = result.stdout.split("\n", 1)
+        assert uid.strip() == "0" and not mapping.split()[:2] == ["0", "0"]  # root inside, not host root
