@@ -193,7 +193,9 @@ def view(rows: list[Row]) -> dict[str, object] | None:
         flagged = [b for b in body if b["verdict"]]
         tables.append({"ours": mine, "references": refs, "rows": body, "flagged": flagged})
     kind = next(iter(dict.fromkeys(r.ours.kind for r in rows)))
-    levels = [c.ratio.interval.level for r in rows for c in r.comparisons if c.ratio.interval.defined]
+    # a ratio from a single block or value has a point but no interval (level 0): not an interval to rate
+    levels = [c.ratio.interval.level for r in rows for c in r.comparisons
+              if c.ratio.interval.defined and c.ratio.interval.level > 0]
     lowest = min(levels, default=0.0)
     chance = "" if not levels or lowest >= stats.CONFIDENCE else (
         f"The lowest level here is {stats.format_level(lowest)}: such an interval misses the true ratio "
