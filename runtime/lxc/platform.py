@@ -39,16 +39,15 @@ from runtime.container.cgroups.v1 import v1_hierarchies
 from runtime.container.container import block_device_of, dir_usage_bytes
 from runtime.container.netsetup import ContainerNetwork
 from runtime.container.rootfs import mount_overlay
-from runtime.container.wired import WiredInstance
+from runtime.container.wired import HostRootInstance
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
-from runtime.linux import transfer
 from runtime.linux.process import descendants
 from runtime.lxc import config, host
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, STATE_ROOT, scratch_dir
 from runtime.platform import KIND_CONTAINER, ROLE_REFERENCE, Platform, PlatformInfo, StartPhases
-from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
+from runtime.spec import ExecResult, InstanceSpec
 
 NAME = "lxc"
 TOOL_TIMEOUT_S = 60.0
@@ -115,7 +114,7 @@ class Lxc:
         return proc
 
 
-class LxcInstance(WiredInstance):
+class LxcInstance(HostRootInstance):
     """A running LXC container (see the module docstring)."""
 
     def __init__(self, instance_id: str, state_dir: Path, spec: InstanceSpec) -> None:
@@ -231,22 +230,6 @@ class LxcInstance(WiredInstance):
             proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # a reparented child still holds the pipes
             pass
-
-    def _root_for(self, remote: str) -> tuple[Path, str]:
-        """The host directory that holds `remote` and the path below it (the volume is not in the root)."""
-        norm = os.path.normpath("/" + remote.lstrip("/"))
-        if self.volume is not None and (norm == VOLUME_DIR or norm.startswith(VOLUME_DIR + "/")):
-            return self.volume, norm[len(VOLUME_DIR):] or "/"
-        return self.root, remote
-
-    def put_file(self, local: Path, remote: str) -> None:
-        """Resolved inside the container's root (openat2 RESOLVE_IN_ROOT): its symlinks cannot reach the host."""
-        root, path = self._root_for(remote)
-        transfer.put_file(root, Path(local), path, f"lxc {self.instance_id}")
-
-    def get_file(self, remote: str, local: Path) -> None:
-        root, path = self._root_for(remote)
-        transfer.get_file(root, path, Path(local), f"lxc {self.instance_id}")
 
     def host_pids(self) -> list[int]:
         """The container's init (as `lxc-info` reports it)."""

@@ -29,11 +29,10 @@ from runtime.container.cgroups.base import kill_procs, rmdir_retry
 from runtime.container.container import block_device_of, dir_usage_bytes
 from runtime.container.netsetup import ContainerNetwork
 from runtime.container.rootfs import mount_overlay
-from runtime.container.wired import WiredInstance
+from runtime.container.wired import HostRootInstance
 from runtime.errors import ExecTimeout, InstanceError, PlatformUnavailable, SpecError
 from runtime.image.store import Image
 from runtime.linux import syscalls as sc
-from runtime.linux import transfer
 from runtime.naming import CGROUP_PARENT, LINK_PREFIX, SCRATCH_ROOT, scratch_dir
 from runtime.oci import bundle, hybrid
 from runtime.platform import (
@@ -44,7 +43,7 @@ from runtime.platform import (
     RunOnce,
     StartPhases,
 )
-from runtime.spec import VOLUME_DIR, ExecResult, InstanceSpec
+from runtime.spec import ExecResult, InstanceSpec
 
 INIT_ARGV = ("sleep", "infinity")
 RUNTIME_TIMEOUT_S = 60.0
@@ -85,7 +84,7 @@ def remove_stray_cgroups(instance_id: str) -> list[str]:
     return busy
 
 
-class OciInstance(WiredInstance):
+class OciInstance(HostRootInstance):
     """A running container of an OCI runtime (see the module docstring)."""
 
     def __init__(self, runtime: OciRuntime, instance_id: str, state_dir: Path, spec: InstanceSpec) -> None:
@@ -212,22 +211,6 @@ class OciInstance(WiredInstance):
             proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # a child of the command still holds the pipes
             pass
-
-    def _root_for(self, remote: str) -> tuple[Path, str]:
-        """The host directory that holds `remote` and the path below it (the volume is not in the root)."""
-        norm = os.path.normpath("/" + remote.lstrip("/"))  # (normpath keeps a leading "//")
-        if self.volume is not None and (norm == VOLUME_DIR or norm.startswith(VOLUME_DIR + "/")):
-            return self.volume, norm[len(VOLUME_DIR):] or "/"
-        return self.root, remote
-
-    def put_file(self, local: Path, remote: str) -> None:
-        """Resolved inside the container's root (openat2 RESOLVE_IN_ROOT): its symlinks cannot reach the host."""
-        root, path = self._root_for(remote)
-        transfer.put_file(root, Path(local), path, f"{self.rt.name} {self.instance_id}")
-
-    def get_file(self, remote: str, local: Path) -> None:
-        root, path = self._root_for(remote)
-        transfer.get_file(root, path, Path(local), f"{self.rt.name} {self.instance_id}")
 
     def host_pids(self) -> list[int]:
         """The container's init as the runtime reports it (`<runtime> state`)."""
