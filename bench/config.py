@@ -124,7 +124,7 @@ class RunConfig:
                 "reps_per_scenario": {s: self.reps_for(s) for s in self.scenarios}}
 
     def reps_text(self) -> str:
-        """E.g. '3 repetitions per cell (startup 6, footprint 6), up to 3 while CV > 5%'."""
+        """E.g. '3 repetitions per cell (startup 6), up to 3 while CV > 5%'."""
         own = {s: self.reps_for(s) for s in self.scenarios if self.reps_for(s) != self.reps}
         special = f" ({', '.join(f'{s} {n}' for s, n in own.items())})" if own else ""
         return (f"{self.reps} repetitions per cell{special}, up to {self.max_reps} "

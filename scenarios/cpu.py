@@ -23,7 +23,7 @@ RANGES: dict[str, Range] = {
 }
 
 PROFILES: dict[str, dict[str, object]] = {
-    "quick": {"seconds": 3, "threads": ["1", "all"], "sysbench_max_prime": 10000, "matrix_method": "prod"},
+    "quick": {"seconds": 2, "threads": ["1", "all"], "sysbench_max_prime": 10000, "matrix_method": "prod"},
     "full": {"seconds": 20, "threads": ["1", "all"], "sysbench_max_prime": 20000, "matrix_method": "prod"},
 }
 

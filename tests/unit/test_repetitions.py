@@ -6,10 +6,10 @@ from scenarios import base as scenario_base
 
 def test_scenarios_may_ask_for_more_repetitions():
     config = RunConfig(platforms=("native",), scenarios=("cpu", "startup", "footprint"))
-    assert [config.reps_for(s) for s in config.scenarios] == [3, 6, 6]
+    assert [config.reps_for(s) for s in config.scenarios] == [3, 6, 3]
     assert config.max_reps_for("startup") == 6 and config.max_reps_for("cpu") == 3
-    assert config.to_dict()["reps_per_scenario"] == {"cpu": 3, "startup": 6, "footprint": 6}
-    assert config.reps_text().startswith("3 repetitions per cell (startup 6, footprint 6)")
+    assert config.to_dict()["reps_per_scenario"] == {"cpu": 3, "startup": 6, "footprint": 3}
+    assert config.reps_text().startswith("3 repetitions per cell (startup 6)")
 
 
 def test_repetitions_on_the_command_line_win():
