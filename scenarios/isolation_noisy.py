@@ -43,6 +43,7 @@ Traffic goes only to the peer on the suite's bridge (checked by scenarios.networ
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -55,7 +56,7 @@ from typing import Any
 from runtime.errors import IsolabError, SpecError
 from runtime.platform import Instance, Platform
 from runtime.spec import ExecResult, InstanceSpec, parse_rate, parse_size
-from scenarios import heartbeat, kernelid
+from scenarios import heartbeat, kernelid, webload
 from scenarios.base import (
     DAY_S,
     MEMORY_BUS_MB_S,
@@ -72,7 +73,7 @@ from scenarios.parsers import ParseError, fio, netperf, sysbench
 NAME = "isolation_noisy"
 DESCRIPTION = ("noisy neighbour: victim cpu/memory/disk/network degradation beside an aggressor running cpu, "
                "memory, fork-bomb, disk and network stressors, unlimited and limited; host heartbeat lateness")
-TOOLS = ("sysbench", "stress-ng", "fio", "netperf", "iperf3", "timeout", "cat", "kill", "pgrep", "sh")
+TOOLS = ("sysbench", "stress-ng", "fio", "netperf", "iperf3", "timeout", "cat", "kill", "pgrep", "sh", "busybox")
 _KEYS = ("setting", "stressor")
 #: workload -> (metric, unit, higher is better); the report reads this to orient the degradation.
 VICTIM: dict[str, tuple[str, str, bool]] = {
@@ -80,12 +81,15 @@ VICTIM: dict[str, tuple[str, str, bool]] = {
     "memory": ("victim_memory_bandwidth", "MiB/s", True),
     "disk": ("victim_disk_randread_iops", "IOPS", True),
     "network": ("victim_rr_latency_mean", "µs", False),
+    "web": ("web_good_fraction", "fraction of responses", True),
 }
+ROLES = ("well-behaved", "misbehaving")  # the web figure's `role`: the victims pooled, and the aggressor
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "victim_cpu_events_per_s": ("events/s", _KEYS),
     "victim_memory_bandwidth": ("MiB/s", _KEYS),
     "victim_disk_randread_iops": ("IOPS", _KEYS),
     "victim_rr_latency_mean": ("µs", _KEYS),
+    "web_good_fraction": ("fraction of responses", (*_KEYS, "role")),
     "heartbeat_lateness_p99": ("ms", _KEYS),
     "heartbeat_lateness_max": ("ms", _KEYS),
 }
@@ -96,6 +100,7 @@ RANGES: dict[str, Range] = {
     "victim_memory_bandwidth": Range("higher", MEMORY_BUS_MB_S * 1e6 / 2**20, MEMORY_BUS_WHY),
     "victim_disk_randread_iops": Range("higher", 1e8, "100 M IOPS: above any host's storage stack"),
     "victim_rr_latency_mean": Range("lower", DAY_S * 1e6, "a day"),
+    "web_good_fraction": Range("higher", 1.0, "a fraction of the responses sent"),
     "heartbeat_lateness_p99": _LATE,
     "heartbeat_lateness_max": _LATE,
 }
@@ -125,15 +130,16 @@ HEARTBEAT_P99_LIMIT_MS = 100.0  # done-when of issue 10: the host keeps its 10 m
 _LIMITS = {"cpus": 0.5, "memory_mib": 512, "pids_max": 128, "io_read_bps": "20M", "io_write_bps": "20M",
            "bandwidth": "100mbit"}
 _SAFETY = {"memory_mib": 2048, "pids_max": 1024}
+_WEB = {"instances": 2, "web_rate": 10, "web_deadline_s": 1.0, "web_page_kib": 16, "web_port": 18080}
 PROFILES: dict[str, dict[str, object]] = {
     "quick": {"workloads": ["cpu"], "stressors": ["memory", "forkbomb"], "settings": ["limited"],
               "seconds": 2, "settle_s": 0.5, "watchdog_s": 180, "memory_stress_mib": 768,
               "limits": _LIMITS, "safety": _SAFETY, "fio_file_mib": 64, "iperf3_port": 5201,
-              "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20},
+              "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20, **_WEB},
     "full": {"workloads": list(WORKLOADS), "stressors": list(STRESSORS), "settings": list(SETTINGS),
              "seconds": 10, "settle_s": 2, "watchdog_s": 600, "memory_stress_mib": 768,
              "limits": _LIMITS, "safety": _SAFETY, "fio_file_mib": 256, "iperf3_port": 5201,
-             "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20},
+             "netperf_port": 12865, "netperf_data_port": 12866, "server_wait_s": 20, **_WEB},
 }
 
 
@@ -153,10 +159,15 @@ class Plan:
     fio_file_mib: int
     ports: tuple[int, int, int]  # iperf3, netserver, netperf data
     server_wait_s: float
+    instances: int = 2  # in all: instances − 1 well-behaved (victims), 1 misbehaving (the aggressor)
+    web_rate: float = 10.0  # requests per second to each instance
+    web_deadline_s: float = 1.0
+    web_page_bytes: int = 16384
+    web_port: int = 18080  # instance i listens on web_port + i
 
     @property
     def networked(self) -> bool:
-        return "network" in self.workloads or bool({"net_send", "net_recv"} & set(self.stressors))
+        return bool({"network", "web"} & set(self.workloads)) or bool({"net_send", "net_recv"} & set(self.stressors))
 
     def aggressor_spec(self, setting: str, network: str) -> InstanceSpec:
         base = self.limited if setting == "limited" else self.safety
@@ -228,6 +239,11 @@ def plan(params: dict[str, object]) -> Plan:
     ports = tuple(int(_number(params, k, problems, integer=True))
                   for k in ("iperf3_port", "netperf_port", "netperf_data_port"))
     wait = float(_number(params, "server_wait_s", problems))
+    instances = int(_number(params, "instances", problems, integer=True))
+    web_rate = float(_number(params, "web_rate", problems))
+    web_deadline = float(_number(params, "web_deadline_s", problems))
+    web_page = int(_number(params, "web_page_kib", problems, integer=True))
+    web_port = int(_number(params, "web_port", problems, integer=True))
     limited = _spec(params.get("limits"), "limits", problems)
     safety = _spec(params.get("safety"), "safety", problems)
     if not problems:
@@ -243,11 +259,15 @@ def plan(params: dict[str, object]) -> Plan:
                             f"({limited.memory // 2**20}) so that the limited aggressor reaches its limit")
         if any(not 0 < p < 65536 for p in ports):
             problems.append(f"ports must lie in 1..65535, got {ports}")
+        if instances < 2:
+            problems.append(f"instances must be at least 2 (well-behaved ones and one misbehaving), got {instances}")
+        if not 0 < web_port <= 65536 - instances:
+            problems.append(f"web_port + instances must lie in 1..65535, got {web_port} + {instances}")
     if problems:
         raise ScenarioError(f"{NAME}: bad parameters: " + "; ".join(problems))
     order = tuple(s for s in stressors if s != "forkbomb") + (("forkbomb",) if "forkbomb" in stressors else ())
     return Plan(workloads, order, settings, seconds, settle, watchdog, memory_stress, limited, safety, fio_mib,
-                (ports[0], ports[1], ports[2]), wait)
+                (ports[0], ports[1], ports[2]), wait, instances, web_rate, web_deadline, web_page * 1024, web_port)
 
 
 # -- safety ----------------------------------------------------------------------------------------------
@@ -285,6 +305,8 @@ class _Net:
     peer: Any
     target: str
     bind: str | None
+    gateway: str = ""  # the bridge's host address (where host-mode instances serve the web workload)
+    subnet: str = ""  # the bridge's subnet: every web server's address must lie in it
 
 
 def _victim_argv(workload: str, p: Plan, scratch: str, net: _Net | None) -> list[str]:
@@ -447,11 +469,11 @@ def _prepare_victim(victim: Instance, p: Plan) -> None:
         check(result, victim)
 
 
-def _create_pair(platform: Platform, victim: InstanceSpec, aggressor: InstanceSpec) -> tuple[Instance, Instance]:
-    """Create both instances at once (a VM boot is mostly waiting). On any failure, Ctrl-C included, wait for
-    the other creation to end (each platform bounds its own start) and destroy whatever did start."""
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="isolab-noisy-create")
-    futures = [pool.submit(platform.create, spec) for spec in (victim, aggressor)]
+def _create_all(platform: Platform, specs: list[InstanceSpec]) -> list[Instance]:
+    """Create every instance at once (a VM boot is mostly waiting). On any failure, Ctrl-C included, wait for
+    the other creations to end (each platform bounds its own start) and destroy whatever did start."""
+    pool = ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="isolab-noisy-create")
+    futures = [pool.submit(platform.create, spec) for spec in specs]
 
     def destroy_started() -> None:
         for future in futures:
@@ -469,7 +491,45 @@ def _create_pair(platform: Platform, victim: InstanceSpec, aggressor: InstanceSp
     if failed:
         destroy_started()
         raise failed[0]
-    return futures[0].result(), futures[1].result()
+    return [f.result() for f in futures]
+
+
+def _create_pair(platform: Platform, victim: InstanceSpec, aggressor: InstanceSpec) -> tuple[Instance, Instance]:
+    first, second = _create_all(platform, [victim, aggressor])
+    return first, second
+
+
+# -- the web workload ------------------------------------------------------------------------------------
+
+def web_address(instance: Instance, mode: str, net: _Net) -> str:
+    """Where the instance's web server listens: its own address on the suite bridge (bridge mode), or the
+    bridge's host address (host mode: the instance shares the host's stack); checked to lie in the bridge."""
+    address = net.gateway if mode == "host" else instance.address
+    if not address or ipaddress.ip_address(address) not in ipaddress.ip_network(net.subnet):
+        raise ScenarioError(f"{NAME}: the {instance.platform} instance's web address {address} is not on the "
+                            f"suite bridge ({net.subnet}); refusing to send traffic")
+    return address
+
+
+def _start_web(instances: list[tuple[str, Instance, webload.Target]], p: Plan) -> None:
+    """(Re)start each live instance's web server (a stressor may have killed it) and wait until it serves."""
+    for _, instance, target in instances:
+        command = webload.server_command(f"{instance.scratch_dir}/isolab-web", target.host, target.port,
+                                         p.web_page_bytes)
+        instance.exec(["sh", "-c", command], timeout=120)  # fails harmlessly when one still listens
+    for _, _, target in instances:
+        problem = webload.wait_ready(target, p.web_page_bytes, p.server_wait_s)
+        if problem:
+            raise ScenarioError(f"{NAME}: web server: {problem}")
+
+
+def web_figures(tallies: dict[str, webload.Tally], roles: dict[str, str]) -> dict[str, webload.Tally]:
+    """role -> the tally of its instances pooled (the well-behaved ones together, as the paper reports them)."""
+    pooled: dict[str, webload.Tally] = {}
+    for name, tally in tallies.items():
+        role = roles[name]
+        pooled[role] = pooled[role].merge(tally) if role in pooled else tally
+    return {role: pooled[role] for role in ROLES if role in pooled}
 
 
 def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | None, raw: RawSink,
@@ -477,15 +537,27 @@ def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | N
     samples: list[Sample] = []
     spec = p.aggressor_spec(setting, mode)
     with ExitStack() as stack:
-        victim_instance, aggressor_instance = _create_pair(platform, InstanceSpec(network=mode), spec)
-        victim = stack.enter_context(victim_instance)
-        aggressor = _Aggressor(aggressor_instance, p, log)
+        created = _create_all(platform, [InstanceSpec(network=mode)] * (p.instances - 1) + [spec])
+        victims = [stack.enter_context(instance) for instance in created[:-1]]
+        victim = victims[0]  # the one that runs the workloads other than web
+        aggressor = _Aggressor(created[-1], p, log)
         stack.callback(aggressor.destroy)
         log(f"{setting}: victim {victim.instance_id}, aggressor {aggressor.instance.instance_id} "
             f"({spec.limits()})")
-        require_tools(victim, TOOLS)
-        require_tools(aggressor.instance, TOOLS)
+        log(f"{setting}: instances: well-behaved {' '.join(v.instance_id for v in victims)}, misbehaving "
+            f"{aggressor.instance.instance_id}")
+        for instance in created:
+            require_tools(instance, TOOLS)
         _prepare_victim(victim, p)
+        web: list[tuple[str, Instance, webload.Target]] = []
+        roles: dict[str, str] = {}
+        if "web" in p.workloads:
+            assert net is not None
+            for index, instance in enumerate(created):
+                name = f"well-behaved-{index + 1}" if instance is not created[-1] else "misbehaving"
+                roles[name] = ROLES[0] if instance is not created[-1] else ROLES[1]
+                web.append((name, instance, webload.Target(name, web_address(instance, mode, net),
+                                                           p.web_port + index)))
         ignored = aggressor.instance.ignored_limits()
         own_kernel = _own_kernel(aggressor.instance)
         for stressor in (ALONE, *p.stressors):
@@ -502,7 +574,10 @@ def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | N
                 continue
             meta = {"setting": setting, "stressor": stressor}
             values: dict[str, float] = {}
+            tallies: dict[str, webload.Tally] = {}
             began = time.monotonic()
+            if web:
+                _start_web(web, p)
             with heartbeat.Heartbeat() as beat:
                 if stressor != ALONE:
                     aggressor.start(stressor, net)
@@ -512,6 +587,10 @@ def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | N
                         early = aggressor.died_early() if stressor != ALONE else ""
                         if early:
                             break
+                        if workload == "web":
+                            tallies = webload.drive([t for _, _, t in web], p.web_rate, p.seconds, p.web_deadline_s,
+                                                    p.web_page_bytes)
+                            continue
                         values[workload] = _measure_victim(victim, workload, p, net, raw, f"{setting}-{stressor}")
                     else:
                         early = aggressor.died_early() if stressor != ALONE else ""
@@ -521,6 +600,12 @@ def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | N
                     record["stop_s"] = round(time.monotonic() - stopping, 2)
                 late = beat.stop()
             failed = failed or early
+            pooled = web_figures(tallies, roles)
+            if tallies:
+                record["web"] = {name: {"role": roles[name], **t.to_dict()} for name, t in tallies.items()}
+                raw(f"web-{setting}-{stressor}.json", json.dumps(record["web"], indent=1))
+                if stressor == ALONE and not failed:  # with no stressor every instance must serve
+                    failed = "; ".join(f"{role} web: {t.why_none()}" for role, t in pooled.items() if t.why_none())
             if aggressor.result is not None:
                 raw(f"aggressor-{setting}-{stressor}.txt", aggressor.result.stdout[-20000:] + aggressor.result.stderr)
             raw(f"heartbeat-{setting}-{stressor}.json", json.dumps(late))
@@ -537,9 +622,18 @@ def _setting(platform: Platform, setting: str, p: Plan, mode: str, net: _Net | N
                 for workload, value in values.items():
                     metric, unit, _ = VICTIM[workload]
                     samples.append(Sample(metric, value, unit, meta))
+                metric, unit, _ = VICTIM["web"]
+                for role, tally in pooled.items():
+                    none = tally.why_none()
+                    if none:  # zero good responses is no figure: the reason stays in noisy.json
+                        record.setdefault("not_kept", {})[role] = none  # type: ignore[union-attr]
+                        log(f"{setting}/{stressor}: {role} web not kept: {none}")
+                    else:
+                        samples.append(Sample(metric, tally.fraction, unit, {**meta, "role": role}))
                 samples.append(Sample("heartbeat_lateness_p99", lateness.p99_ms, "ms", meta))
                 samples.append(Sample("heartbeat_lateness_max", lateness.max_ms, "ms", meta))
-            log(f"{setting}/{stressor}: {record['outcome']}, victim {values}, heartbeat p99 "
+            web_text = ", ".join(f"{role} {t.good}/{t.sent} good" for role, t in pooled.items())
+            log(f"{setting}/{stressor}: {record['outcome']}, victim {values} {web_text}, heartbeat p99 "
                 f"{lateness.p99_ms:.2f} ms max {lateness.max_ms:.2f} ms")
     return samples
 
@@ -575,7 +669,8 @@ def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) ->
                 network._start_server(peer, ["iperf3", "-s", "-p", str(iperf3_port)], iperf3_port, p.server_wait_s)
                 network._start_server(peer, ["netserver", "-D", "-p", str(netperf_port)], netperf_port,
                                       p.server_wait_s)
-                net = _Net(peer, peer.address, bridge.gateway if mode == "host" else None)
+                net = _Net(peer, peer.address, bridge.gateway if mode == "host" else None, bridge.gateway,
+                           str(bridge.subnet))
             for setting in p.settings:
                 samples += _setting(platform, setting, p, mode, net, raw, log, evidence)
     finally:
