@@ -22,7 +22,16 @@ from pathlib import Path
 from bench import stats
 from bench.results import SampleRecord
 from runtime.platform import PlatformInfo
-from scenarios.isolation_noisy import ALONE, EVIDENCE_FILE, HEARTBEAT_P99_LIMIT_MS, NAME, SETTINGS, STRESSORS, VICTIM
+from scenarios.isolation_noisy import (
+    ALONE,
+    EVIDENCE_FILE,
+    HEARTBEAT_P99_LIMIT_MS,
+    NAME,
+    ROLES,
+    SETTINGS,
+    STRESSORS,
+    VICTIM,
+)
 
 #: Matthews et al., "Quantifying the Performance Isolation Properties of Virtualization Systems", ExpCS 2007,
 #: results Table 1 (web2.clarkson.edu/class/cs644/isolation/results.html; /work/shared/literature-claims.md,
@@ -37,6 +46,15 @@ IBS_REFERENCE: dict[str, dict[str, float | None]] = {
     "disk": {"VMware": 0.0, "Xen": 1.67, "OpenVZ": 2.52},
     "net_send": {"VMware": 0.0, "Xen": 0.0, "OpenVZ": 21.3},
     "net_recv": {"VMware": 0.0, "Xen": 0.04, "OpenVZ": None},
+}
+#: The same table's second figure: % degradation of the misbehaving guest's own good responses.
+IBS_MISBEHAVING: dict[str, dict[str, float | None]] = {
+    "memory": {"VMware": 91.30, "Xen": None, "OpenVZ": None},
+    "forkbomb": {"VMware": None, "Xen": None, "OpenVZ": 87.80},
+    "cpu": {"VMware": 0.0, "Xen": 0.0, "OpenVZ": 0.0},
+    "disk": {"VMware": 39.80, "Xen": 11.53, "OpenVZ": 2.63},
+    "net_send": {"VMware": 52.9, "Xen": 0.33, "OpenVZ": 28.97},
+    "net_recv": {"VMware": 0.0, "Xen": 0.03, "OpenVZ": None},
 }
 STRESSOR_TEXT = {"cpu": "cpu", "memory": "memory bomb", "forkbomb": "fork bomb", "disk": "disk writes",
                  "net_send": "network send", "net_recv": "network receive", ALONE: "none (alone)"}
@@ -104,17 +122,18 @@ def _head(columns: list[tuple[str, str]], infos: dict[str, PlatformInfo],
 
 
 def _values(samples: list[SampleRecord]) -> dict[tuple[str, str, str, str], list[float]]:
-    """(metric, platform, setting, stressor) -> values."""
+    """(metric, platform, setting, stressor) -> values; a metric with a role (web) is keyed 'metric@role'."""
     out: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
     for s in samples:
         if s.scenario == NAME:
-            out[(s.metric, s.platform, str(s.metadata.get("setting")), str(s.metadata.get("stressor")))].append(
+            metric = f"{s.metric}@{s.metadata['role']}" if s.metadata.get("role") else s.metric
+            out[(metric, s.platform, str(s.metadata.get("setting")), str(s.metadata.get("stressor")))].append(
                 s.value)
     return out
 
 
-def _reference(stressor: str) -> str:
-    figures = IBS_REFERENCE.get(stressor)
+def _reference(stressor: str, role: str = ROLES[0]) -> str:
+    figures = (IBS_MISBEHAVING if role == ROLES[1] else IBS_REFERENCE).get(stressor)
     if not figures:
         return ""
     return " / ".join(f"{name} {'DNR' if v is None else f'{v:g} %'}" for name, v in figures.items())
@@ -142,15 +161,19 @@ def section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, Platfor
              "same InstanceSpec on every platform. A stressor is skipped where its bound is not enforced, with "
              f"the reason. Reference: {html.escape(IBS_SOURCE)}, VMware / Xen / OpenVZ (DNR: did not report); "
              "their workload and hardware differ from this host's, so they are for comparison, not a test.</p>"]
-    for workload, (metric, unit, higher) in VICTIM.items():
-        if not any(k[0] == metric for k in values):
+    tables = [(f"victim {workload}", metric, metric, unit, higher, ROLES[0])
+              for workload, (metric, unit, higher) in VICTIM.items() if workload != "web"]
+    web_metric, web_unit, _ = VICTIM["web"]
+    tables += [(f"{role} instances' web", web_metric, f"{web_metric}@{role}", web_unit, True, role) for role in ROLES]
+    for title, metric, key, unit, higher, role in tables:
+        if not any(k[0] == key for k in values):
             continue
         rows = []
         for stressor in stressors:
             cells = []
             for platform, setting in columns:
-                alone = values.get((metric, platform, setting, ALONE), [])
-                contended = values.get((metric, platform, setting, stressor), [])
+                alone = values.get((key, platform, setting, ALONE), [])
+                contended = values.get((key, platform, setting, stressor), [])
                 why = evidence.get((platform, setting, stressor))
                 if contended and alone:
                     d = degradation(alone, contended, higher)
@@ -160,10 +183,11 @@ def section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, Platfor
                 else:
                     cells.append("<td>–</td>")
             rows.append(f"<tr><th>{html.escape(STRESSOR_TEXT[stressor])}</th>{''.join(cells)}"
-                        f"<td><small>{html.escape(_reference(stressor))}</small></td></tr>")
-        parts.append(f"<h3>victim {html.escape(workload)} ({html.escape(metric)}, {html.escape(unit)})</h3>"
+                        f"<td><small>{html.escape(_reference(stressor, role))}</small></td></tr>")
+        parts.append(f"<h3>{html.escape(title)} ({html.escape(metric)}, {html.escape(unit)})</h3>"
                      f'<div class="scroll"><table class="noisy"><tr><th>stressor</th>{head}'
-                     f"<th>IBS 2007 (well-behaved guests)</th></tr>{''.join(rows)}</table></div>")
+                     f"<th>IBS 2007 ({'the misbehaving guest' if role == ROLES[1] else 'well-behaved guests'})"
+                     f"</th></tr>{''.join(rows)}</table></div>")
     parts.append(_heartbeat_table(values, columns, infos, ignored))
     return "".join(parts)
 

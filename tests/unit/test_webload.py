@@ -67,7 +67,7 @@ def test_server_command_binds_the_given_address_only():
 class _Handler(http.server.BaseHTTPRequestHandler):
     delay = 0.0
 
-    def do_GET(self):  # noqa: N802 (the stdlib's name)
+    def do_GET(self):
         time.sleep(self.delay)
         status, body = (200, b"x" * PAGE) if self.path == f"/{webload.PAGE}" else (404, b"no")
         self.send_response(status)
@@ -109,3 +109,24 @@ def test_client_against_nothing_listening_has_no_figure():
     tally = webload.drive([closed], rate=10, seconds=0.5, deadline_s=0.5, page_bytes=PAGE)["gone"]
     assert tally.sent == 5 and tally.good == 0 and "ConnectionRefusedError" in tally.why_none()
     assert "did not serve its page within 0.3 s" in webload.wait_ready(closed, PAGE, 0.3)
+
+
+def test_report_gives_both_roles_their_own_degradation(tmp_path):
+    from bench.results import SampleRecord
+    from reporting import noisy as report
+    from runtime.platform import PlatformInfo
+
+    samples = []
+    figures = {("none", "well-behaved"): [1.0, 1.0, 0.99], ("cpu", "well-behaved"): [0.9, 0.91, 0.89],
+               ("none", "misbehaving"): [1.0, 0.99, 1.0], ("cpu", "misbehaving"): [0.5, 0.51, 0.49]}
+    for (stressor, role), values in figures.items():
+        for rep, value in enumerate(values, 1):
+            samples.append(SampleRecord("r", "box", noisy.NAME, "web_good_fraction", value, "fraction of responses",
+                                        rep, {"setting": "limited", "stressor": stressor, "role": role}))
+    infos = {"box": PlatformInfo(name="box", kind="container", display_name="box", colour="#123456",
+                                 mechanism="", emulated=False, baseline=False)}
+    page = report.section(samples, tmp_path, infos)
+    well, mis = page.split("misbehaving instances")
+    assert "well-behaved instances" in well and "+10.0 %" in well and "+50.0 %" not in well
+    assert "+50.0 %" in mis and "the misbehaving guest" in mis and "OpenVZ 0 %" in mis
+    assert set(report.IBS_MISBEHAVING) == set(noisy.STRESSORS) and report.IBS_MISBEHAVING["forkbomb"]["OpenVZ"] == 87.8
