@@ -102,3 +102,36 @@ def test_every_row_variant_survives_the_variant_label():
             assert all("," not in str(v) for v in (row.variant or {}).values()), (name, row.claim)
     for claim in load_claims():
         assert all("," not in str(v) for v in claim.variant.values()), claim.id
+
+
+# ibs2007: the Isolation Benchmark Suite's setup (Matthews et al., ExpCS 2007, results page Table 1, recorded in
+# /work/shared/literature-claims.md): 4 guests, 1 misbehaving, every guest serving the web, six stressors;
+# Table 1 gives a well-behaved and a misbehaving figure per stressor and product (DNR where not reported).
+IBS_STRESSORS = {"cpu", "memory", "forkbomb", "disk", "net_send", "net_recv"}
+IBS_MISBEHAVING_REPORTED = {"container": {"cpu", "forkbomb", "disk", "net_send"},  # OpenVZ: memory, net_recv DNR
+                            "vm": {"cpu", "memory", "disk", "net_send", "net_recv"}}  # VMware/Xen: fork bomb DNR
+
+
+def test_ibs2007_runs_the_suite_the_papers_way():
+    from scenarios import isolation_noisy as noisy
+
+    ibs = studies.load_study("ibs2007")
+    params = studies.params_for(noisy, "ibs2007")
+    p = noisy.plan(params)
+    assert p.instances == 4 and p.workloads == ("web",) and set(p.stressors) == IBS_STRESSORS
+    scaled = {s.field for s in ibs.scaled_for(noisy.NAME)}
+    assert "instances" not in scaled and {"workloads", "stressors", "limits"} <= scaled
+    assert not any("misbehaving guest's own degradation" in s for s in ibs.not_covered)
+    claims = {c.id: c for c in load_claims()}
+    rows = {(row.variant["stressor"], row.variant["role"], claims[row.claim].kind) for row in ibs.rows}
+    assert all(row.metric == "web_good_fraction" for row in ibs.rows)
+    for kind, reported in IBS_MISBEHAVING_REPORTED.items():
+        assert {s for s, role, k in rows if role == "misbehaving" and k == kind} == reported, kind
+    assert {s for s, role, k in rows if role == "well-behaved"} == IBS_STRESSORS
+    for row in ibs.rows:  # a misbehaving row's claim carries the paper's misbehaving figures
+        claim = claims[row.claim]
+        assert (row.variant["role"] == "misbehaving") == claim.id.endswith("-misbehaving"), row.claim
+        assert claim.variant.get("stressor") == row.variant["stressor"], row.claim
+    assert claims["IBS-forkbomb-container-misbehaving"].published["openvz_pct"] == 87.80
+    assert claims["IBS-memory-vm-misbehaving"].published["vmware_pct"] == 91.30
+    assert noisy.plan(noisy.PROFILES["quick"]).instances == 2  # quick and full keep one victim and one aggressor
