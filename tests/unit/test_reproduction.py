@@ -79,3 +79,30 @@ def test_a_row_against_the_victim_alone_uses_the_samples():
     assert record["baseline here"].startswith("100 events/s")  # the victim alone
     assert record["ratio here"].startswith("0.980 [") and "; degradation 2.0 % [" in record["ratio here"]
     assert record["verdict"].startswith("reproduced")  # within 1.0 ± 10 %
+
+
+def test_ibs2007_rows_give_both_roles_their_degradation():
+    """The web figure's role keeps the well-behaved instances' and the misbehaving one's rows apart, each
+    against its own alone figure."""
+    from bench.results import SampleRecord
+    from reporting.summary import summary_frame
+
+    figures = {("none", "well-behaved"): (1.0, 0.99, 1.0), ("forkbomb", "well-behaved"): (0.98, 0.99, 0.97),
+               ("none", "misbehaving"): (1.0, 1.0, 0.99), ("forkbomb", "misbehaving"): (0.2, 0.25, 0.3)}
+    records = []
+    for (stressor, role), values in figures.items():
+        for rep, value in enumerate(values, start=1):
+            records.append(SampleRecord("r", "ctr", "isolation_noisy", "web_good_fraction", value,
+                                        "fraction of responses", rep,
+                                        {"setting": "limited", "stressor": stressor, "role": role},
+                                        f"role={role},setting=limited,stressor={stressor}"))
+    infos = {"ctr": _info("ctr", "container")}
+    summary = summary_frame(records, None, {})
+    study = studies.load_study("ibs2007")
+    frame = reproduction.rows_frame(study, summary, infos, load_claims(), records, {})
+    got = {r["claim"]: r for r in frame.to_dict("records")}
+    well, mis = got["IBS-forkbomb-container"], got["IBS-forkbomb-container-misbehaving"]
+    assert well["baseline here"].startswith("1 fraction of responses") and "degradation 2.0 %" in well["ratio here"]
+    assert well["verdict"].startswith("reproduced")  # within 1.0 ± 10 %
+    assert "degradation 75.0 %" in mis["ratio here"] and mis["verdict"].startswith("reproduced")  # lower, as 87.8 %
+    assert got["IBS-cpu-container"]["platform here"] == "not measured"
