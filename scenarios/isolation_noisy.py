@@ -1,16 +1,24 @@
 """Noisy neighbour (the Isolation Benchmark Suite's method, Matthews et al. 2007): how much a misbehaving
 instance degrades a well-behaved one on the same platform, and whether the misbehaviour reaches the host.
 
-Per repetition and setting, two instances of the platform: a *victim* (no limits) and an *aggressor*.
-The victim runs each of its fixed workloads (`workloads`) first with the aggressor idle (stressor
-`none`), then while the aggressor runs each stressor (`stressors`). Every victim figure is a sample
-(metadata `setting`, `stressor`); the report turns alone vs contended into a degradation in % with an
-interval at its real level (reporting.noisy, bench.stats.ratio). The instance is the unit of
-repetition: both instances are created and destroyed in every repetition.
+Per repetition and setting, `instances` instances of the platform (2 by default): `instances` − 1
+*victims* (well-behaved, no limits) and one *aggressor* (misbehaving). The first victim runs each of its
+fixed workloads (`workloads`) first with the aggressor idle (stressor `none`), then while the aggressor
+runs each stressor (`stressors`). Every victim figure is a sample (metadata `setting`, `stressor`); the
+report turns alone vs contended into a degradation in % with an interval at its real level
+(reporting.noisy, bench.stats.ratio). The instance is the unit of repetition: every instance is created
+and destroyed in every repetition.
 
 Victim workloads: `cpu` sysbench cpu, 1 thread (events/s); `memory` sysbench memory sequential read,
 1 thread (MiB/s); `disk` fio 4 KiB random read, O_DIRECT, queue depth 8 (IOPS); `network` netperf
-TCP_RR mean latency (µs) against a peer namespace on the suite's bridge (scenarios.network's peer).
+TCP_RR mean latency (µs) against a peer namespace on the suite's bridge (scenarios.network's peer);
+`web` (the Isolation Benchmark Suite's load, scenarios.webload): *every* instance, the aggressor too,
+serves a static page (busybox httpd) on the suite's bridge (its own address there, or in host mode the
+bridge's host address, port `web_port` + its index), and a client on the host requests each page at
+`web_rate` per second for `seconds`; figure: the fraction of good responses (200, whole page, within
+`web_deadline_s`), one sample per role (metadata `role`: `well-behaved`, the victims pooled, and
+`misbehaving`, the aggressor). No good response with no stressor fails the repetition; none beside a
+stressor is no figure (noisy.json `not_kept` says why). The servers are (re)started before each phase.
 Stressors, in the aggressor: `cpu` stress-ng --cpu on every cpu it has; `memory` stress-ng --vm
 allocating and touching `memory_stress_mib` (more than the limited setting's memory limit, so the limit
 is reached); `forkbomb` a shell fork bomb (`f() { f | f & }; f`); `disk` fio sequential 1 MiB direct
