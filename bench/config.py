@@ -146,10 +146,12 @@ def parse_selection(platforms: str | None, scenarios: str | None, profile: str, 
                     accel: str = "auto", max_repetitions: int | None = None,
                     cv_target: float = DEFAULT_CV_TARGET, order: str = DEFAULT_ORDER,
                     seed: int = DEFAULT_SEED) -> RunConfig:
+    named = split_names(platforms)
+    study_platforms = None if named else studies.default_platforms(profile)  # a study's own, run in full
     return RunConfig(
-        platforms=tuple(expand_platform_names(split_names(platforms))),
+        platforms=study_platforms or tuple(expand_platform_names(named)),
         scenarios=(tuple(expand_scenario_names(split_names(scenarios))) or studies.default_scenarios(profile)
                    or SCENARIOS),
         profile=profile, repetitions=repetitions, accel=accel, max_repetitions=max_repetitions,
-        cv_target=cv_target, order=order, seed=seed, platforms_named=bool(split_names(platforms)),
+        cv_target=cv_target, order=order, seed=seed, platforms_named=bool(named or study_platforms),
     )

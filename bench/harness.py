@@ -102,6 +102,11 @@ class Harness:
             raise found
         return found
 
+    def study_skip(self, platform: Platform, scenario: str) -> str | None:
+        """Why this run's study profile does not run `scenario` on `platform` (emulated), or None."""
+        info = platform.describe()
+        return studies.emulated_skip_reason(self.config.profile, scenario, info.emulated, info.label)
+
     # one cell ---------------------------------------------------------------------------------
     def run_cell(self, platform_name: str, scenario_name: str, benchmark: object) -> None:
         if platform_name == ALL_PLATFORMS:
@@ -123,6 +128,11 @@ class Harness:
             self._finish(CellOutcome(platform_name, scenario_name, "failed", str(exc)))
             self.say(f"{label}: FAILED: {exc}")
             pytest.fail(str(exc), pytrace=False)
+        skip = self.study_skip(platform, scenario_name)
+        if skip:
+            self._finish(CellOutcome(platform_name, scenario_name, "skipped", skip))
+            self.say(f"{label}: skipped: {skip}")
+            pytest.skip(skip)
         module = scenario_base.load(scenario_name)
         params = studies.params_for(module, self.config.profile)
         done = 0
@@ -242,6 +252,12 @@ class Harness:
 
         try:
             runner.open_lanes(names)
+            if not runner.lanes:  # nothing to measure (no benchmark rounds: pytest-benchmark needs one)
+                why = "; ".join(f"{name}: {text}" for name, text in runner.unopened.items())
+                self.say(f"[interleaved {scenario}] no platform to run: {why}")
+                if any(text.startswith("FAILED") for text in runner.unopened.values()):
+                    pytest.fail(why, pytrace=False)
+                pytest.skip(why)
             for lane in runner.lanes:
                 lane.done = first - 1
             try:

@@ -66,6 +66,7 @@ class Interleaved:
         self.params = studies.params_for(self.module, self.h.config.profile)  # type: ignore[attr-defined]
         self.per_instance = not hasattr(self.module, "run_platform")
         self.lanes: list[Lane] = []
+        self.unopened: dict[str, str] = {}  # platform -> why it has no lane ("skipped: ..." / "FAILED: ...")
 
     # -- setup -----------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
@@ -74,17 +75,25 @@ class Interleaved:
     def _outcome(self, platform: str, status: str, reason: str = "", reps: int = 0, wall: float = 0.0) -> None:
         self.h._finish(CellOutcome(platform, self.scenario, status, reason, reps, wall))  # type: ignore[attr-defined]
 
+    def _no_lane(self, name: str, status: str, reason: str) -> None:
+        self._outcome(name, status, reason)
+        shown = "FAILED" if status == "failed" else status
+        self._say(f"{name}: {shown}: {reason}")
+        self.unopened[name] = f"{shown}: {reason}"
+
     def open_lanes(self, names: list[str]) -> None:
         for name in names:
             try:
                 platform = self.h.platform(name)  # type: ignore[attr-defined]
             except PlatformUnavailable as exc:
-                self._outcome(name, "skipped", str(exc))
-                self._say(f"{name}: skipped: {exc}")
+                self._no_lane(name, "skipped", str(exc))
                 continue
             except IsolabError as exc:
-                self._outcome(name, "failed", str(exc))
-                self._say(f"{name}: FAILED: {exc}")
+                self._no_lane(name, "failed", str(exc))
+                continue
+            skip = self.h.study_skip(platform, self.scenario)  # type: ignore[attr-defined]
+            if skip:
+                self._no_lane(name, "skipped", skip)
                 continue
             lane = Lane(name, platform)
             self.lanes.append(lane)

@@ -9,8 +9,12 @@ optionally measured on another scenario / metric / variant than the claim's own,
 no platform of this suite can measure it). Layout:
 
   [study]       title, authors, venue, year, doi, url, source_commit, base_profile, repetitions,
-                max_repetitions, scenarios, not_covered (rows of the paper this profile leaves out, why)
-  [scenarios.<name>]  params = {...};  [[scenarios.<name>.scaled]]  field, paper, here, why
+                max_repetitions, scenarios, platforms (the paper's kinds of platform, run when none are
+                named), not_covered (rows of the paper this profile leaves out, why)
+  [scenarios.<name>]  params = {...};  skip_emulated = "why" (the scenario's cells are skipped on an
+                emulated platform, e.g. a TCG VM: its figures could not be compared with the paper's
+                KVM guests, and measuring them would cost more than the run's budget);
+                [[scenarios.<name>.scaled]]  field, paper, here, why
   [[rows]]      claim, label, and optional scenario, metric, variant, note, differs, untestable
 """
 
@@ -63,6 +67,13 @@ class Study:
     rows: tuple[Row, ...]
     path: Path
     not_covered: tuple[str, ...] = field(default_factory=tuple)
+    skip_emulated: dict[str, str] = field(default_factory=dict)  # scenario -> why it is not run emulated
+
+    @property
+    def platforms(self) -> tuple[str, ...] | None:
+        """The platforms the study runs when none are named (None: the suite's defaults)."""
+        names = self.meta.get("platforms")
+        return tuple(str(n) for n in names) if names else None  # type: ignore[attr-defined]
 
     @property
     def base_profile(self) -> str:
@@ -127,10 +138,23 @@ def load_study(name: str) -> Study:
     if meta["base_profile"] not in BUILTIN_PROFILES:
         raise SpecError(f"profile {name}: base_profile must be one of {', '.join(BUILTIN_PROFILES)}")
     scenario_base.validate_scenario_names([str(s) for s in meta["scenarios"]])
+    if meta.get("platforms"):
+        from runtime.platform import validate_platform_names
+
+        validate_platform_names([str(n) for n in meta["platforms"]])
     params: dict[str, dict[str, object]] = {}
     scaled: list[Scaled] = []
+    skip_emulated: dict[str, str] = {}
     for scenario, section in (data.get("scenarios") or {}).items():
         scenario_base.validate_scenario_names([scenario])
+        unknown_keys = sorted(set(section) - {"params", "scaled", "skip_emulated"})
+        if unknown_keys:
+            raise SpecError(f"profile {name}: [scenarios.{scenario}] has unknown key(s) {', '.join(unknown_keys)} "
+                            f"({path})")
+        if "skip_emulated" in section:
+            if not str(section["skip_emulated"]).strip():
+                raise SpecError(f"profile {name}: [scenarios.{scenario}] skip_emulated needs its reason ({path})")
+            skip_emulated[scenario] = str(section["skip_emulated"])
         params[scenario] = dict(section.get("params") or {})
         unknown = sorted(set(params[scenario]) - set(scenario_base.load(scenario).PROFILES[meta["base_profile"]]))
         if unknown:
@@ -149,7 +173,7 @@ def load_study(name: str) -> Study:
             raise SpecError(f"profile {name}: row {entry['claim']} has unknown field(s) {', '.join(unknown)} ({path})")
         rows.append(Row(**entry))
     return Study(name, dict(meta), params, tuple(scaled), tuple(rows), path,
-                 tuple(str(s) for s in meta.get("not_covered") or ()))
+                 tuple(str(s) for s in meta.get("not_covered") or ()), skip_emulated)
 
 
 def params_for(module: ModuleType, profile: str) -> dict[str, object]:
@@ -172,3 +196,17 @@ def default_max_repetitions(profile: str, builtin: dict[str, int]) -> int:
 def default_scenarios(profile: str) -> tuple[str, ...] | None:
     """The scenarios a study profile runs when none are named (None: the suite's defaults)."""
     return load_study(profile).scenarios if is_study(profile) else None
+
+
+def default_platforms(profile: str) -> tuple[str, ...] | None:
+    """The platforms a study profile runs when none are named (None: the suite's defaults)."""
+    return load_study(profile).platforms if is_study(profile) else None
+
+
+def emulated_skip_reason(profile: str, scenario: str, emulated: bool, label: str) -> str | None:
+    """Why a study profile does not run `scenario` on a platform (`label`) whose figures are emulated, or None
+    when it runs there (a built-in profile runs everything everywhere)."""
+    if not emulated or not is_study(profile):
+        return None
+    why = load_study(profile).skip_emulated.get(scenario)
+    return f"not testable here (emulated): {label}; {why}" if why else None

@@ -2,9 +2,20 @@
 the felter2015 fio job shape (8 threads on one file) through the real tool: the samples carry the paper's
 variant keys and pass the sanity layer; nothing is left behind."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from bench import sanity
+from runtime.errors import PlatformUnavailable
 from runtime.native import NativePlatform
 from scenarios import base, compress, disk, hpcc
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_scenario(image, module, overrides):
@@ -47,3 +58,29 @@ def test_fio_job_with_numjobs_and_thread(image):
     iops = by_metric(samples)["fio_iops"]
     assert [(s.metadata["numjobs"], s.metadata["iodepth"], s.metadata["bs"]) for s in iops] == [(8, 16, "4k")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("order", ["interleaved", "sequential"])
+def test_study_skips_its_cpu_bound_cells_on_an_emulated_vm(image, tmp_path, order):
+    """felter2015 does not run hpcc or compress on an emulated VM: the cell is skipped with the reason, before
+    any guest boots, in either order."""
+    from runtime.vm.platform import VmPlatform
+
+    vm = VmPlatform(image)
+    try:
+        vm.check_available()
+    except PlatformUnavailable as exc:
+        pytest.skip(f"no VM platform here: {exc}")
+    if not vm.describe().emulated:
+        pytest.skip("the VM runs under KVM here: the emulated skip does not apply")
+    env = {**os.environ, "ISOLAB_RESULTS_DIR": str(tmp_path / "results"),
+           "ISOLAB_REPORTS_DIR": str(tmp_path / "reports"), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--profile", "felter2015", "--platform", "vm",
+                           "--scenario", "compress", "--order", order, "--no-report"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = next((tmp_path / "results").iterdir())
+    outcomes = [json.loads(line) for line in (run_dir / "cells.jsonl").read_text().splitlines()]
+    assert [(o["platform"], o["scenario"], o["status"]) for o in outcomes] == [("vm", "compress", "skipped")]
+    assert outcomes[0]["reason"].startswith("not testable here (emulated): vm: TCG")
+    assert not (run_dir / "samples.jsonl").exists() or not (run_dir / "samples.jsonl").read_text().strip()

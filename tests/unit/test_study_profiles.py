@@ -135,3 +135,38 @@ def test_ibs2007_runs_the_suite_the_papers_way():
     assert claims["IBS-forkbomb-container-misbehaving"].published["openvz_pct"] == 87.80
     assert claims["IBS-memory-vm-misbehaving"].published["vmware_pct"] == 91.30
     assert noisy.plan(noisy.PROFILES["quick"]).instances == 2  # quick and full keep one victim and one aggressor
+
+
+def test_felter_runs_the_papers_platforms_unless_others_are_named(felter):
+    assert felter.platforms == ("native", "container", "docker", "vm")  # Docker with and without NAT, KVM
+    config = parse_selection(None, None, "felter2015", None)
+    assert config.platforms == felter.platforms and config.platforms_named  # every scenario on each
+    assert parse_selection("native,container", None, "felter2015", None).platforms == ("native", "container")
+
+
+def test_felter_skips_only_its_cpu_bound_scenarios_on_an_emulated_platform(felter):
+    assert set(felter.skip_emulated) == {"hpcc", "compress"}
+    reason = studies.emulated_skip_reason("felter2015", "hpcc", True, "vm: TCG (emulated)")
+    assert reason and reason.startswith("not testable here (emulated): vm: TCG (emulated); HPL")
+    assert studies.emulated_skip_reason("felter2015", "disk", True, "vm: TCG (emulated)") is None
+    assert studies.emulated_skip_reason("felter2015", "hpcc", False, "vm: KVM") is None
+    assert studies.emulated_skip_reason("quick", "cpu", True, "vm: TCG (emulated)") is None
+
+
+@pytest.mark.parametrize("section, message", [
+    ('[scenarios.cpu]\nskip_emulted = "typo"\n', r"\[scenarios.cpu\] has unknown key\(s\) skip_emulted"),
+    ('[scenarios.cpu]\nskip_emulated = " "\n', "skip_emulated needs its reason"),
+    ('', "unknown platform xen"),
+])
+def test_a_malformed_study_section_is_one_clear_error(tmp_path, monkeypatch, section, message):
+    platforms = '["native", "xen"]' if not section else '["native"]'
+    (tmp_path / "broken.toml").write_text(
+        '[study]\ntitle = "t"\nauthors = "a"\nvenue = "v"\nyear = 2000\nurl = "u"\nbase_profile = "quick"\n'
+        f'repetitions = 3\nscenarios = ["cpu"]\nplatforms = {platforms}\n{section}')
+    monkeypatch.setattr(studies, "PROFILES_DIR", tmp_path)
+    studies.load_study.cache_clear()
+    try:
+        with pytest.raises(SpecError, match=message):
+            studies.load_study("broken")
+    finally:
+        studies.load_study.cache_clear()
