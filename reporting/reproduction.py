@@ -87,9 +87,9 @@ def _degradation(change: stats.Ratio, better: str) -> str:
     if math.isnan(change.point):
         return ""
     sign = -1.0 if better == "higher" else 1.0
-    points = sorted(100 * sign * (v - 1) for v in (change.point, change.interval.low, change.interval.high)
-                    if not math.isnan(v))
-    middle = 100 * sign * (change.point - 1)
+    points = sorted(100 * sign * (v - 1) + 0.0 for v in (change.point, change.interval.low, change.interval.high)
+                    if not math.isnan(v))  # (+ 0.0: no change prints as 0.0, not -0.0)
+    middle = 100 * sign * (change.point - 1) + 0.0
     span = f" [{points[0]:.1f}–{points[-1]:.1f}]" if change.interval.defined else ""
     return f"; degradation {middle:.1f} %{span}"
 

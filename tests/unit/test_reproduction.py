@@ -106,3 +106,10 @@ def test_ibs2007_rows_give_both_roles_their_degradation():
     assert well["verdict"].startswith("reproduced")  # within 1.0 ± 10 %
     assert "degradation 75.0 %" in mis["ratio here"] and mis["verdict"].startswith("reproduced")  # lower, as 87.8 %
     assert got["IBS-cpu-container"]["platform here"] == "not measured"
+
+
+def test_no_degradation_prints_as_zero_not_minus_zero():
+    from bench import stats
+
+    text = reproduction._degradation(stats.Ratio(1.0, stats.Interval(1.0, 1.0, 0.9, "exact"), ""), "higher")
+    assert text == "; degradation 0.0 % [0.0–0.0]"
