@@ -93,7 +93,8 @@ def degradation(alone: Sequence[float], contended: Sequence[float], higher_is_be
 
 
 def _evidence(run_dir: Path) -> tuple[dict[tuple[str, str, str], tuple[str, str]], dict[tuple[str, str], list[str]]]:
-    """(platform, setting, stressor) -> (outcome, why) of the last repetition that was not ok, and
+    """(platform, setting, stressor) -> (outcome, why) of the last repetition that was not ok (and
+    (platform, setting, 'stressor@role') -> ('no figure', why) where a role's web figure was not kept), and
     (platform, setting) -> the aggressor's limits the platform ignored."""
     found: dict[tuple[str, str, str], tuple[str, str]] = {}
     ignored: dict[tuple[str, str], list[str]] = {}
@@ -106,6 +107,8 @@ def _evidence(run_dir: Path) -> tuple[dict[tuple[str, str, str], tuple[str, str]
                 if record.get("outcome") in ("skipped", "failed"):
                     found[(platform, setting, str(record["stressor"]))] = (
                         str(record["outcome"]), str(record.get("why", "")))
+                for role, why in (record.get("not_kept") or {}).items():
+                    found[(platform, setting, f"{record['stressor']}@{role}")] = ("no figure", str(why))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return found, ignored
@@ -175,9 +178,13 @@ def section(samples: list[SampleRecord], run_dir: Path, infos: dict[str, Platfor
                 alone = values.get((key, platform, setting, ALONE), [])
                 contended = values.get((key, platform, setting, stressor), [])
                 why = evidence.get((platform, setting, stressor))
+                lost = evidence.get((platform, setting, f"{stressor}@{role}")) if key != metric else None
                 if contended and alone:
                     d = degradation(alone, contended, higher)
-                    cells.append(f"<td>{html.escape(d.text)}</td>")
+                    note = (f"<br><small>not kept in a repetition: {html.escape(lost[1])}</small>" if lost else "")
+                    cells.append(f"<td>{html.escape(d.text)}{note}</td>")
+                elif lost:
+                    cells.append(f"<td><i>{lost[0]}</i><br><small>{html.escape(lost[1])}</small></td>")
                 elif why:
                     cells.append(f"<td><i>{why[0]}</i><br><small>{html.escape(why[1])}</small></td>")
                 else:

@@ -135,3 +135,27 @@ def test_report_gives_both_roles_their_own_degradation(tmp_path):
     assert "well-behaved instances" in well and "+10.0 %" in well and "+50.0 %" not in well
     assert "+50.0 %" in mis and "the misbehaving guest" in mis and "OpenVZ 0 %" in mis
     assert set(report.IBS_MISBEHAVING) == set(noisy.STRESSORS) and report.IBS_MISBEHAVING["forkbomb"]["OpenVZ"] == 87.8
+
+
+def test_report_says_why_a_role_has_no_figure(tmp_path):
+    import json
+
+    from bench.results import SampleRecord
+    from reporting import noisy as report
+    from runtime.platform import PlatformInfo
+
+    meta = {"setting": "limited", "role": "well-behaved"}
+    samples = [SampleRecord("r", "box", noisy.NAME, "web_good_fraction", 1.0, "fraction of responses", rep,
+                            {**meta, "stressor": stressor}) for stressor in ("none", "forkbomb") for rep in (1, 2)]
+    samples += [SampleRecord("r", "box", noisy.NAME, "web_good_fraction", 1.0, "fraction of responses", rep,
+                             {**meta, "stressor": "none", "role": "misbehaving"}) for rep in (1, 2)]
+    rep_dir = tmp_path / "raw" / "box" / noisy.NAME / "rep1"
+    rep_dir.mkdir(parents=True)
+    (rep_dir / noisy.EVIDENCE_FILE).write_text(json.dumps([
+        {"setting": "limited", "stressor": "forkbomb", "outcome": "ok",
+         "not_kept": {"misbehaving": "none of 100 responses was good (late × 100)"}}]))
+    infos = {"box": PlatformInfo(name="box", kind="container", display_name="box", colour="#123456",
+                                 mechanism="", emulated=False, baseline=False)}
+    well, mis = report.section(samples, tmp_path, infos).split("misbehaving instances")
+    assert "no figure" in mis and "none of 100 responses was good (late × 100)" in mis
+    assert "no figure" not in well
