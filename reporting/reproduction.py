@@ -118,6 +118,11 @@ def _claim_for(row: studies.Row, registry: Mapping[str, Claim]) -> Claim | None:
     return dataclasses.replace(claim, **changes)  # type: ignore[arg-type]
 
 
+def _untestable(why: str) -> str:
+    """'not testable here', qualified by the head of the reason when there is one: '(emulated)'."""
+    return f"{NOT_TESTABLE} ({why.split(':')[0]})" if why else NOT_TESTABLE
+
+
 def _why_untestable(claim: Claim, info: PlatformInfo) -> str:
     if info.emulated and not info.baseline:
         return f"emulated: {info.display_name} runs under {info.mechanism}; the paper's guests ran under KVM"
@@ -178,7 +183,7 @@ def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.Da
     rows = _rows_of(summary, info.name, claim)
     if rows.empty:
         wanted = ",".join(f"{k}={v}" for k, v in claim.variant.items()) or "any variant"
-        return {"platform": info.label, "platform here": "not measured", "verdict": NOT_TESTABLE,
+        return {"platform": info.label, "platform here": "not measured", "verdict": _untestable(why),
                 "why": why or f"{claim.scenario} {claim.metric} [{wanted}] was not measured on {info.label}"}
     row = rows.iloc[0]
     baseline = None
@@ -202,7 +207,7 @@ def _measured(claim: Claim, info: PlatformInfo, base: str | None, summary: pd.Da
         change = _ratio(row)
         text = _ratio_text(change)
     if why:
-        verdict = f"{NOT_TESTABLE} ({why.split(':')[0]})"
+        verdict = _untestable(why)
     elif math.isnan(change.point):
         verdict, why = NOT_TESTABLE, change.note or "the baseline has no such measurement"
     else:

@@ -62,6 +62,17 @@ def test_verdicts_per_row_and_platform_kind():
     assert got[("F4-vm-tuned", "(vm)")]["why"] == "no tuned VM here"
 
 
+def test_an_emulated_platform_whose_cell_was_skipped_reads_not_testable_emulated():
+    """A study skips its CPU-bound cells on an emulated VM: nothing measured, and the row says why."""
+    variant = "level=6,size_mib=64,threads=2"
+    summary = pd.DataFrame([_row("base", variant, 10.0, 1.0, math.nan, math.nan, 0.0)])
+    infos = {"base": _info("base", "native", baseline=True), "guest": _info("guest", "vm", emulated=True)}
+    study = studies.Study("s", {}, {}, (), (studies.Row("F4-vm-untuned", "xz, KVM"),), Path("s"))
+    row = reproduction.rows_frame(study, summary, infos, load_claims()).to_dict("records")[0]
+    assert (row["platform here"], row["verdict"]) == ("not measured", "not testable here (emulated)")
+    assert row["why"].startswith("emulated: guest runs under TCG")
+
+
 def test_a_row_against_the_victim_alone_uses_the_samples():
     from bench.results import SampleRecord
     from reporting.summary import summary_frame
