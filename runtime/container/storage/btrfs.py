@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -44,9 +45,15 @@ def storage_root() -> Path:
     return Path(os.environ.get("ISOLAB_STORAGE_DIR", "/var/lib/isolab/storage"))
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: killed with its parent, so a `cp -a` into the pool does not outlive a
+    killed run and keep the pool's mount (and its loop device) busy after `cleanup`."""
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _run(argv: Sequence[str], what: str) -> str:
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=600, preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise InstanceError(f"storage btrfs: {argv[0]} not found (Debian package btrfs-progs)") from None
     if proc.returncode != 0:
