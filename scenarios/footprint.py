@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from runtime.platform import Instance, Platform
 from runtime.spec import InstanceSpec
 from scenarios import hostmetrics
-from scenarios.base import Range, RawSink, Sample, check
+from scenarios.base import Range, RawSink, Sample, check, destroy_all
 
 NAME = "footprint"
 DESCRIPTION = "host memory (PSS) and disk per idle instance, page-cache sharing, instances within a memory budget"
@@ -111,15 +111,9 @@ def _start(platform: Platform, params: dict[str, object], count: int) -> list[In
         except BaseException as exc:  # collected: the started ones are destroyed before raising
             errors.append(exc)
     if errors:
-        _destroy(started)
+        destroy_all(started)
         raise errors[0]
     return started
-
-
-def _destroy(instances: list[Instance]) -> None:
-    if instances:
-        with ThreadPoolExecutor(max_workers=len(instances)) as pool:
-            list(pool.map(lambda instance: instance.destroy(), instances))
 
 
 def _within_budget(pss: list[int], budget: int) -> int:
@@ -171,12 +165,12 @@ def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) ->
                 samples.append(Sample("disk_per_instance_mib", disk / MIB, "MiB", {"instance": index}))
         if resident:  # while they are still idle: the page-cache reads below grow a guest's memory
             samples += _density(platform, params, instances, log)
-            _destroy(instances[count:])
+            destroy_all(instances[count:])
             del instances[count:]
         else:
             log.append("no resident host processes per instance: PSS and density do not apply")
         samples += _page_cache(instances, log)
     finally:
-        _destroy(instances)
+        destroy_all(instances)
     raw("footprint.log", "\n".join(log) + "\n")
     return samples

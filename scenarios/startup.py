@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from runtime.platform import DEFAULT_RUN_ONCE, Instance, Platform, RunOnce
 from runtime.spec import InstanceSpec
-from scenarios.base import DAY_S, Range, RawSink, Sample, ScenarioError, check
+from scenarios.base import DAY_S, Range, RawSink, Sample, ScenarioError, check, destroy_all
 
 NAME = "startup"
 DESCRIPTION = ("time to a command's exit in a fresh instance, to a ready instance (first command answered) and "
@@ -106,17 +106,6 @@ class _Partial(ScenarioError):
         self.results = results
 
 
-def _destroy_all(instances: list[Instance]) -> float:
-    def destroy(instance: Instance) -> None:
-        instance.destroy()
-
-    begin = time.perf_counter()
-    if instances:
-        with ThreadPoolExecutor(max_workers=len(instances)) as pool:
-            list(pool.map(destroy, instances))
-    return time.perf_counter() - begin
-
-
 def _serial(platform: Platform, index: int, samples: list[Sample], log: list[str]) -> None:
     once = _once(platform)
     samples.append(Sample("start_to_exit_s", once.seconds, "s", {"mode": "serial", "instance": index}))
@@ -148,9 +137,9 @@ def run_platform(platform: Platform, params: dict[str, object], raw: RawSink) ->
     try:
         started, all_ready = _all_at_once(count, lambda: _ready(platform)[0], "starts")
     except _Partial as exc:
-        _destroy_all(exc.results)
+        destroy_all(exc.results)
         raise
-    teardown = _destroy_all(started)
+    teardown = destroy_all(started)
     if platform.one_shot == DEFAULT_RUN_ONCE:  # its one-shot is create+exec+destroy: these instances were that
         all_exit = all_ready + teardown
     else:
